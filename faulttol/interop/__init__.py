@@ -1,0 +1,1 @@
+"""Adapters between faulttol and other fault-tolerance libraries."""
