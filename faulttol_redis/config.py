@@ -1,0 +1,562 @@
+"""Configuration of the failover client: one :class:`DatabaseConfig` per database, in priority
+order, gathered in a :class:`MultiDbConfig` with the breaker, retry, health-check and failover
+settings.
+
+Both are immutable and validate at construction (``ValueError`` naming the field and its
+allowed range, ``TypeError`` for a value of the wrong kind). Defaults are those of Jedis's
+failover guide (breaker and retry) and redis-py's multi-database client (health checks,
+failover timing). Secrets (passwords in URLs, any ``client_kwargs`` key that looks like a
+password, token, secret, key or credential) never appear in a ``repr`` or ``str``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.cluster
+import redis.retry
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+
+from faulttol.breaker import CallNotPermittedError, CircuitBreakerConfig
+from faulttol.health import (
+    DEFAULT_HEALTH_CHECK_INTERVAL,
+    DEFAULT_HEALTH_CHECK_POLICY,
+    DEFAULT_HEALTH_CHECK_PROBE_DELAY,
+    DEFAULT_HEALTH_CHECK_PROBES,
+    HealthCheckPolicy,
+)
+from faulttol.retry import RetryConfig
+
+from .healthcheck import HealthCheck, PingHealthCheck
+
+__all__ = [
+    "DEFAULT_AUTO_FAILBACK_GRACE_PERIOD",
+    "DEFAULT_AUTO_FAILBACK_INTERVAL",
+    "DEFAULT_FAILOVER_ATTEMPTS",
+    "DEFAULT_FAILOVER_DELAY",
+    "DEFAULT_FAILOVER_STRATEGY",
+    "DEFAULT_HEALTH_CHECK_INTERVAL",
+    "DEFAULT_HEALTH_CHECK_POLICY",
+    "DEFAULT_HEALTH_CHECK_PROBES",
+    "DEFAULT_HEALTH_CHECK_PROBE_DELAY",
+    "DEFAULT_HEALTH_CHECK_TIMEOUT",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_RETRY_AMBIGUOUS_WRITES",
+    "DEFAULT_WEIGHT",
+    "FAILOVER_STRATEGIES",
+    "REDIS_CONNECTION_EXCEPTIONS",
+    "DatabaseConfig",
+    "MultiDbConfig",
+    "default_circuit_breaker_config",
+    "default_fallback_exceptions",
+    "default_retry_config",
+]
+
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 6379
+DEFAULT_WEIGHT = 1.0
+
+DEFAULT_HEALTH_CHECK_TIMEOUT = 1.0
+"""Seconds one health probe may take."""
+
+DEFAULT_AUTO_FAILBACK_INTERVAL: float | None = None
+"""Failback is manual unless an interval (seconds between failback attempts) is set."""
+
+DEFAULT_AUTO_FAILBACK_GRACE_PERIOD = 60.0
+"""Seconds after failing over from a database before automatic failback may return to it
+(redis-py's and Jedis's grace period)."""
+
+DEFAULT_FAILOVER_ATTEMPTS = 10
+DEFAULT_FAILOVER_DELAY = 12.0
+"""With :data:`DEFAULT_FAILOVER_ATTEMPTS`: 120 s of TemporaryUnavailableError before
+NoValidDatabaseError (redis-py's defaults)."""
+
+FAILOVER_STRATEGIES = ("ordered", "weighted")
+"""``ordered``: lowest eligible index (Jedis); ``weighted``: highest weight, ties by index."""
+
+DEFAULT_FAILOVER_STRATEGY = "ordered"
+
+DEFAULT_RETRY_AMBIGUOUS_WRITES = False
+"""Commands whose outcome is ambiguous (timeout after sending) are not replayed by default."""
+
+REDIS_CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+"""What counts against a database: connection errors and timeouts, never server errors."""
+
+_SECRET_MARKERS = ("password", "passwd", "token", "secret", "key", "credential", "auth")
+_MASK = "***"
+_RESERVED_CLIENT_KWARGS = frozenset({"host", "port", "url", "startup_nodes"})
+
+
+def default_circuit_breaker_config() -> CircuitBreakerConfig:
+    """Jedis's failover breaker: resilience4j defaults, recording only connection errors."""
+    return CircuitBreakerConfig(record_exceptions=REDIS_CONNECTION_EXCEPTIONS)
+
+
+def default_retry_config() -> RetryConfig:
+    """Jedis's failover retry: 3 attempts, 500 ms x2 backoff, only connection errors."""
+    return RetryConfig(retry_exceptions=REDIS_CONNECTION_EXCEPTIONS)
+
+
+def default_fallback_exceptions() -> tuple[type[BaseException], ...]:
+    """Jedis's fallback list: a rejected call or a connection error triggers failover."""
+    return (CallNotPermittedError, redis.exceptions.ConnectionError)
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return "username" not in lowered and any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def _masked_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_MASK if _is_secret(k) and v is not None else v) for k, v in kwargs.items()}
+
+
+def _masked_url(url: str) -> str:
+    """``url`` with the password of its userinfo and secret query values replaced."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}{':' + _MASK if sep else ''}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{k}={_MASK if _is_secret(k) else urllib.parse.quote(v, safe='')}" for k, v in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# --- validation helpers --------------------------------------------------------------------
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return float(value)
+
+
+def _positive(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not 0 < number < math.inf:
+        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+    return number
+
+
+def _non_negative(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not 0 <= number < math.inf:
+        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+    return number
+
+
+def _int_at_least(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
+    if isinstance(value, type):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+    types = tuple(value)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{name} must contain only exception types, got {item!r}")
+    return types
+
+
+# --- one database --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DatabaseConfig:
+    """One Redis database (standalone, or a cluster when ``cluster=True``).
+
+    Give ``host``/``port`` or a ``url`` (``redis://``, ``rediss://`` or ``unix://``); when
+    ``url`` is given it wins, and ``host``, ``port`` and ``db`` are read from it. ``db``
+    otherwise comes from ``client_kwargs`` (default 0). ``client_kwargs`` go to the client
+    (password, ssl, socket timeouts...; not host/port). ``weight`` orders databases under
+    the ``"weighted"`` failover strategy. ``health_check_url`` is the base URL of the Redis
+    Enterprise REST API for :class:`~faulttol_redis.LagAwareHealthCheck`.
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    _: KW_ONLY
+    url: str | None = None
+    weight: float = DEFAULT_WEIGHT
+    name: str | None = None
+    client_kwargs: Mapping[str, Any] | None = field(default=None, hash=False)
+    """Always a read-only mapping after construction (``None`` becomes empty)."""
+    cluster: bool = False
+    health_check_url: str | None = None
+    db: int = field(init=False, default=0)
+    """The logical database number (from ``url`` or ``client_kwargs``)."""
+
+    def __post_init__(self) -> None:
+        kwargs = {} if self.client_kwargs is None else self.client_kwargs
+        if not isinstance(kwargs, Mapping):
+            raise TypeError(f"client_kwargs must be a mapping or None, got {type(kwargs)!r}")
+        for key in kwargs:
+            if not isinstance(key, str):
+                raise TypeError(f"client_kwargs keys must be str, got {key!r}")
+            if key in _RESERVED_CLIENT_KWARGS:
+                raise ValueError(
+                    f"client_kwargs must not set {key!r}: use DatabaseConfig's host/port/url"
+                )
+        object.__setattr__(self, "client_kwargs", MappingProxyType(dict(kwargs)))
+        db: object = kwargs.get("db", 0)
+        if self.url is not None:
+            if not isinstance(self.url, str):
+                raise TypeError(f"url must be a str or None, got {type(self.url)!r}")
+            try:
+                parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
+            except ValueError:
+                raise ValueError(
+                    "url must start with redis://, rediss:// or unix:// and be well formed, "
+                    f"got {_masked_url(self.url)!r}"
+                ) from None
+            if "path" in parsed:
+                object.__setattr__(self, "host", str(parsed["path"]))
+                object.__setattr__(self, "port", 0)
+            else:
+                object.__setattr__(self, "host", str(parsed.get("host", DEFAULT_HOST)))
+                object.__setattr__(self, "port", int(parsed.get("port", DEFAULT_PORT)))
+            db = parsed.get("db", db)
+        else:
+            if not isinstance(self.host, str) or not self.host:
+                raise ValueError(f"host must be a non-empty string, got {self.host!r}")
+            if isinstance(self.port, bool) or not isinstance(self.port, int):
+                raise TypeError(f"port must be an int, got {self.port!r}")
+            if not 1 <= self.port <= 65535:
+                raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+            raise ValueError(f"db must be an int >= 0, got {db!r}")
+        object.__setattr__(self, "db", db)
+        object.__setattr__(self, "weight", _non_negative("weight", self.weight))
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a str or None, got {self.name!r}")
+        if not isinstance(self.cluster, bool):
+            raise TypeError(f"cluster must be a bool, got {self.cluster!r}")
+        if self.cluster and self.db != 0:
+            raise ValueError(f"db must be 0 for a cluster database, got {self.db}")
+
+    # --- identity ------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port/db`` (``unix:path/db`` for a socket), without any secret."""
+        if self.port == 0:
+            return f"unix:{self.host}/{self.db}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}/{self.db}"
+
+    @property
+    def endpoint_key(self) -> tuple[str, int, int]:
+        """What makes two configs the same database: host (case-insensitive), port, db."""
+        return (self.host.lower(), self.port, self.db)
+
+    @property
+    def display_name(self) -> str:
+        """``name`` if given, else :attr:`endpoint`: what logs and events show."""
+        return self.name if self.name is not None else self.endpoint
+
+    # --- clients -------------------------------------------------------------------------
+
+    def _client_kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = dict(self.client_kwargs or {})
+        kwargs.update(overrides)
+        for key in _RESERVED_CLIENT_KWARGS & kwargs.keys():
+            raise ValueError(f"cannot override {key!r}: use DatabaseConfig's host/port/url")
+        return kwargs
+
+    def create_client(self, **overrides: Any) -> redis.Redis | redis.cluster.RedisCluster:
+        """A new sync client for this database: ``client_kwargs`` updated by ``overrides``.
+
+        redis-py's own retries are off (``Retry(NoBackoff(), 0)``) unless a ``retry`` is
+        given, so that the failover client's retry is the only one. With ``cluster=True``
+        this is a ``RedisCluster`` (which contacts its startup node at once).
+        """
+        kwargs = self._client_kwargs(overrides)
+        if "retry" not in kwargs:
+            kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
+        if self.cluster:
+            if self.url is not None:
+                return redis.cluster.RedisCluster.from_url(self.url, **kwargs)
+            return redis.cluster.RedisCluster(host=self.host, port=self.port, **kwargs)
+        if self.url is not None:
+            return redis.Redis.from_url(self.url, **kwargs)
+        return redis.Redis(host=self.host, port=self.port, **kwargs)
+
+    def create_async_client(
+        self, **overrides: Any
+    ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+        """The asyncio twin of :meth:`create_client` (a cluster client connects lazily)."""
+        kwargs = self._client_kwargs(overrides)
+        if "retry" not in kwargs:
+            kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        if self.cluster:
+            if self.url is not None:
+                return redis.asyncio.cluster.RedisCluster.from_url(self.url, **kwargs)
+            return redis.asyncio.cluster.RedisCluster(host=self.host, port=self.port, **kwargs)
+        if self.url is not None:
+            return redis.asyncio.Redis.from_url(self.url, **kwargs)
+        return redis.asyncio.Redis(host=self.host, port=self.port, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only client_kwargs mapping cannot be pickled as is: rebuild from fields.
+        return (
+            _rebuild_database,
+            (
+                self.host, self.port, self.url, self.weight, self.name,
+                dict(self.client_kwargs or {}), self.cluster, self.health_check_url,
+            ),
+        )
+
+    # --- display -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        parts = [f"host={self.host!r}", f"port={self.port!r}", f"db={self.db!r}"]
+        if self.url is not None:
+            parts.append(f"url={_masked_url(self.url)!r}")
+        parts.append(f"weight={self.weight!r}")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
+        if self.client_kwargs:
+            parts.append(f"client_kwargs={_masked_kwargs(self.client_kwargs)!r}")
+        if self.cluster:
+            parts.append("cluster=True")
+        if self.health_check_url is not None:
+            parts.append(f"health_check_url={_masked_url(self.health_check_url)!r}")
+        return f"DatabaseConfig({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+def _rebuild_database(
+    host: str,
+    port: int,
+    url: str | None,
+    weight: float,
+    name: str | None,
+    client_kwargs: dict[str, Any],
+    cluster: bool,
+    health_check_url: str | None,
+) -> DatabaseConfig:
+    return DatabaseConfig(
+        host, port, url=url, weight=weight, name=name, client_kwargs=client_kwargs,
+        cluster=cluster, health_check_url=health_check_url,
+    )
+
+
+# --- the whole client ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class MultiDbConfig:
+    """Everything the failover provider needs: databases in priority order plus policies.
+
+    ``databases`` may be any iterable of :class:`DatabaseConfig`; it is kept as a tuple.
+    ``health_checks`` run every ``health_check_interval`` seconds on every database, each
+    as a round of ``health_check_probes`` probes ``health_check_probe_delay`` seconds apart,
+    decided by ``health_check_policy``; a probe has ``health_check_timeout`` seconds. An
+    empty ``health_checks`` turns proactive checks off. When no database is eligible,
+    ``TemporaryUnavailableError`` is raised for ``failover_attempts`` x ``failover_delay``
+    seconds, then ``NoValidDatabaseError``. ``active_index_store`` is a file where the
+    active index is persisted across restarts (avoiding an unwanted failback on restart).
+    ``retry_ambiguous_writes=True`` allows replaying commands whose outcome is ambiguous.
+    """
+
+    databases: tuple[DatabaseConfig, ...]
+    circuit_breaker: CircuitBreakerConfig
+    retry: RetryConfig
+    fallback_exceptions: tuple[type[BaseException], ...]
+    health_checks: tuple[HealthCheck, ...]
+    health_check_interval: float
+    health_check_probes: int
+    health_check_probe_delay: float
+    health_check_policy: HealthCheckPolicy
+    health_check_timeout: float
+    auto_failback_interval: float | None
+    auto_failback_grace_period: float
+    failover_attempts: int
+    failover_delay: float
+    failover_strategy: str
+    active_index_store: str | None
+    retry_ambiguous_writes: bool
+
+    def __init__(
+        self,
+        databases: Iterable[DatabaseConfig],
+        *,
+        circuit_breaker: CircuitBreakerConfig | None = None,
+        retry: RetryConfig | None = None,
+        fallback_exceptions: type[BaseException] | Iterable[type[BaseException]] | None = None,
+        health_checks: Iterable[HealthCheck] | None = None,
+        health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL,
+        health_check_probes: int = DEFAULT_HEALTH_CHECK_PROBES,
+        health_check_probe_delay: float = DEFAULT_HEALTH_CHECK_PROBE_DELAY,
+        health_check_policy: HealthCheckPolicy = DEFAULT_HEALTH_CHECK_POLICY,
+        health_check_timeout: float = DEFAULT_HEALTH_CHECK_TIMEOUT,
+        auto_failback_interval: float | None = DEFAULT_AUTO_FAILBACK_INTERVAL,
+        auto_failback_grace_period: float = DEFAULT_AUTO_FAILBACK_GRACE_PERIOD,
+        failover_attempts: int = DEFAULT_FAILOVER_ATTEMPTS,
+        failover_delay: float = DEFAULT_FAILOVER_DELAY,
+        failover_strategy: str = DEFAULT_FAILOVER_STRATEGY,
+        active_index_store: str | os.PathLike[str] | None = None,
+        retry_ambiguous_writes: bool = DEFAULT_RETRY_AMBIGUOUS_WRITES,
+    ) -> None:
+        """Validate and freeze; ``None`` for a policy object means its default."""
+        dbs = _validate_databases(databases)
+        if circuit_breaker is None:
+            circuit_breaker = default_circuit_breaker_config()
+        elif not isinstance(circuit_breaker, CircuitBreakerConfig):
+            raise TypeError(
+                f"circuit_breaker must be a CircuitBreakerConfig, got {circuit_breaker!r}"
+            )
+        if retry is None:
+            retry = default_retry_config()
+        elif not isinstance(retry, RetryConfig):
+            raise TypeError(f"retry must be a RetryConfig, got {retry!r}")
+        fallback = (
+            default_fallback_exceptions()
+            if fallback_exceptions is None
+            else _exception_types("fallback_exceptions", fallback_exceptions)
+        )
+        checks: tuple[HealthCheck, ...] = (
+            (PingHealthCheck(),) if health_checks is None else tuple(health_checks)
+        )
+        for check in checks:
+            if not isinstance(check, HealthCheck):
+                raise TypeError(
+                    "health_checks must contain objects with check() and check_async(), "
+                    f"got {check!r}"
+                )
+        if not isinstance(health_check_policy, HealthCheckPolicy):
+            raise TypeError(
+                f"health_check_policy must be a HealthCheckPolicy, got {health_check_policy!r}"
+            )
+        if auto_failback_interval is not None:
+            auto_failback_interval = _positive("auto_failback_interval", auto_failback_interval)
+        if failover_strategy not in FAILOVER_STRATEGIES:
+            raise ValueError(
+                f"failover_strategy must be one of {', '.join(FAILOVER_STRATEGIES)}, "
+                f"got {failover_strategy!r}"
+            )
+        store = None if active_index_store is None else os.fspath(active_index_store)
+        if store == "":
+            raise ValueError("active_index_store must be a non-empty path or None")
+        if not isinstance(retry_ambiguous_writes, bool):
+            raise TypeError(
+                f"retry_ambiguous_writes must be a bool, got {retry_ambiguous_writes!r}"
+            )
+        values: dict[str, object] = {
+            "databases": dbs,
+            "circuit_breaker": circuit_breaker,
+            "retry": retry,
+            "fallback_exceptions": fallback,
+            "health_checks": checks,
+            "health_check_interval": _positive("health_check_interval", health_check_interval),
+            "health_check_probes": _int_at_least("health_check_probes", health_check_probes, 1),
+            "health_check_probe_delay": _non_negative(
+                "health_check_probe_delay", health_check_probe_delay
+            ),
+            "health_check_policy": health_check_policy,
+            "health_check_timeout": _positive("health_check_timeout", health_check_timeout),
+            "auto_failback_interval": auto_failback_interval,
+            "auto_failback_grace_period": _non_negative(
+                "auto_failback_grace_period", auto_failback_grace_period
+            ),
+            "failover_attempts": _int_at_least("failover_attempts", failover_attempts, 1),
+            "failover_delay": _non_negative("failover_delay", failover_delay),
+            "failover_strategy": failover_strategy,
+            "active_index_store": store,
+            "retry_ambiguous_writes": retry_ambiguous_writes,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def failover_timeout(self) -> float:
+        """``failover_attempts`` x ``failover_delay``: how long ``TemporaryUnavailableError``
+        lasts before ``NoValidDatabaseError``."""
+        return self.failover_attempts * self.failover_delay
+
+    def replace(self, **changes: Any) -> MultiDbConfig:
+        """A copy with ``changes`` applied (validated like a fresh config)."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in _MULTIDB_FIELDS}
+        values.update(changes)
+        return type(self)(**values)
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiDbConfig(databases={list(self.databases)!r}, "
+            f"failover_strategy={self.failover_strategy!r}, "
+            f"health_checks={list(self.health_checks)!r}, "
+            f"health_check_interval={self.health_check_interval!r}, "
+            f"health_check_probes={self.health_check_probes!r}, "
+            f"health_check_policy={self.health_check_policy.name}, "
+            f"auto_failback_interval={self.auto_failback_interval!r}, "
+            f"failover_attempts={self.failover_attempts!r}, "
+            f"failover_delay={self.failover_delay!r})"
+        )
+
+
+_MULTIDB_FIELDS = (
+    "databases", "circuit_breaker", "retry", "fallback_exceptions", "health_checks",
+    "health_check_interval", "health_check_probes", "health_check_probe_delay",
+    "health_check_policy", "health_check_timeout", "auto_failback_interval",
+    "auto_failback_grace_period", "failover_attempts", "failover_delay", "failover_strategy",
+    "active_index_store", "retry_ambiguous_writes",
+)
+
+
+def _validate_databases(databases: Iterable[DatabaseConfig]) -> tuple[DatabaseConfig, ...]:
+    if isinstance(databases, (DatabaseConfig, str, bytes)) or not isinstance(
+        databases, Iterable
+    ):
+        raise TypeError(f"databases must be an iterable of DatabaseConfig, got {databases!r}")
+    dbs = tuple(databases)
+    if not dbs:
+        raise ValueError("databases must contain at least 1 DatabaseConfig, got none")
+    seen: dict[tuple[str, int, int], int] = {}
+    for position, db in enumerate(dbs):
+        if not isinstance(db, DatabaseConfig):
+            raise TypeError(f"databases[{position}] must be a DatabaseConfig, got {db!r}")
+        first = seen.setdefault(db.endpoint_key, position)
+        if first != position:
+            raise ValueError(
+                f"databases must have distinct endpoints: databases[{position}] "
+                f"({db.endpoint}) duplicates databases[{first}]"
+            )
+    return dbs

@@ -1,0 +1,30 @@
+"""Exceptions raised by the failover client when no database can take a command.
+
+Both are :class:`redis.exceptions.ConnectionError` subclasses, so code that already handles
+redis-py connection errors keeps working; they are siblings (neither subclasses the other) so
+that callers can tell "wait and retry" from "give up".
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+__all__ = ["NoValidDatabaseError", "TemporaryUnavailableError"]
+
+
+class TemporaryUnavailableError(RedisConnectionError):
+    """No database is eligible right now, but the failover grace time has not run out.
+
+    Raised from the first call that finds no eligible database (every breaker open or every
+    health check failing) until ``failover_attempts`` x ``failover_delay`` seconds have
+    passed since then (120 s by default). The application should retry later: a database is
+    expected to come back. After that time :class:`NoValidDatabaseError` is raised instead.
+    """
+
+
+class NoValidDatabaseError(RedisConnectionError):
+    """No database has been eligible for longer than ``failover_attempts`` x ``failover_delay``.
+
+    Raised on every call from then on until some database is eligible again (its breaker
+    admits calls and its health check passes), at which point commands resume on it.
+    """

@@ -1,0 +1,288 @@
+"""Health checks of one Redis database: PING (the default) and Redis Enterprise lag-aware.
+
+A health check answers one *probe*: is this database healthy right now? The provider runs
+``health_check_probes`` probes per round and decides with a
+:class:`~faulttol.health.HealthCheckPolicy`; a probe that raises counts as failed, so checks
+may simply let connection errors propagate. The probe's time limit comes from the client the
+provider hands in (built with ``socket_timeout=health_check_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import ssl
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+if TYPE_CHECKING:
+    from .config import DatabaseConfig
+
+__all__ = [
+    "DEFAULT_LAG_TOLERANCE_MS",
+    "DEFAULT_REST_API_PORT",
+    "DEFAULT_REST_API_TIMEOUT",
+    "AsyncClient",
+    "HealthCheck",
+    "LagAwareHealthCheck",
+    "PingHealthCheck",
+    "SyncClient",
+]
+
+_log = logging.getLogger("faulttol_redis.healthcheck")
+
+SyncClient = Union["redis.Redis", "redis.cluster.RedisCluster"]
+"""A synchronous client a health check may be given: standalone or cluster."""
+
+AsyncClient = Union["redis.asyncio.Redis", "redis.asyncio.cluster.RedisCluster"]
+"""An asyncio client a health check may be given: standalone or cluster."""
+
+DEFAULT_REST_API_PORT = 9443
+"""The Redis Enterprise cluster REST API port."""
+
+DEFAULT_LAG_TOLERANCE_MS = 100
+"""Replication lag (ms) beyond which an Active-Active database counts as unhealthy."""
+
+DEFAULT_REST_API_TIMEOUT = 1.0
+"""Seconds one REST API request may take."""
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    """One probe of a database's health, in a sync and an asyncio flavour.
+
+    ``check`` is given the sync client of the database (``redis.Redis`` or ``RedisCluster``),
+    ``check_async`` the asyncio one. Both return whether the database is healthy; raising
+    counts as unhealthy.
+    """
+
+    def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
+        """Probe ``database`` once through ``client``."""
+        ...
+
+    async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
+        """Probe ``database`` once through the asyncio ``client``."""
+        ...
+
+
+class PingHealthCheck:
+    """Healthy when PING answers PONG; for a cluster, when every primary does.
+
+    A cluster with no known primary is unhealthy (never vacuously healthy). Connection errors
+    and timeouts propagate (the probe counts as failed).
+    """
+
+    __slots__ = ()
+
+    def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
+        if isinstance(client, redis.cluster.RedisCluster):
+            primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+            if not primaries:
+                return False
+            for node in primaries:
+                connection = client.get_redis_connection(node)
+                if connection.ping() is not True:
+                    return False
+            return True
+        return client.ping() is True
+
+    async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            primaries = client.get_primaries()
+            if not primaries:
+                return False
+            for node in primaries:
+                answer = await node.execute_command("PING")
+                if answer is not True and answer not in (b"PONG", "PONG"):
+                    return False
+            return True
+        return await client.ping() is True
+
+    def __repr__(self) -> str:
+        return "PingHealthCheck()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PingHealthCheck)
+
+    def __hash__(self) -> int:
+        return hash(PingHealthCheck)
+
+
+class LagAwareHealthCheck:
+    """Redis Enterprise Active-Active: healthy when the REST API reports the database
+    available with a replication lag within ``lag_tolerance_ms``.
+
+    The REST API base is the database's ``health_check_url`` when set (e.g.
+    ``https://cluster.example.com``; a port in it wins over ``rest_api_port``), else
+    ``https://{rest_api_host or database.host}:{rest_api_port}``. The check looks up the bdb
+    whose endpoint ``dns_name`` or ``addr`` matches the database host (``GET /v1/bdbs``, cached
+    per API base and host), then asks
+    ``GET /v1/bdbs/{uid}/availability?extend_check=lag&availability_lag_tolerance_ms=N``:
+    HTTP 200 is healthy, anything else (another status, a timeout, a TLS or network error,
+    no matching bdb) is unhealthy and logged at debug level. Uses HTTP basic auth when
+    ``username`` is given. The password never appears in ``repr``.
+    """
+
+    def __init__(
+        self,
+        rest_api_port: int = DEFAULT_REST_API_PORT,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        lag_tolerance_ms: int = DEFAULT_LAG_TOLERANCE_MS,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        client_cert_file: str | None = None,
+        client_key_file: str | None = None,
+        timeout: float = DEFAULT_REST_API_TIMEOUT,
+        rest_api_host: str | None = None,
+    ) -> None:
+        if not 0 < rest_api_port < 65536:
+            raise ValueError(f"rest_api_port must be in 1..65535, got {rest_api_port}")
+        if lag_tolerance_ms < 0:
+            raise ValueError(f"lag_tolerance_ms must be >= 0, got {lag_tolerance_ms}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if password is not None and username is None:
+            raise ValueError("username must be given with password")
+        if client_key_file is not None and client_cert_file is None:
+            raise ValueError("client_cert_file must be given with client_key_file")
+        self.rest_api_port = rest_api_port
+        self.username = username
+        self._password = password
+        self.lag_tolerance_ms = lag_tolerance_ms
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
+        self.client_cert_file = client_cert_file
+        self.client_key_file = client_key_file
+        self.timeout = timeout
+        self.rest_api_host = rest_api_host
+        self._lock = threading.Lock()
+        self._uids: dict[tuple[str, str], Any] = {}
+        self._ssl_context: ssl.SSLContext | None = None
+
+    # --- the protocol --------------------------------------------------------------------
+
+    def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
+        """Probe through the REST API (``client`` is unused)."""
+        return self._probe(database)
+
+    async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
+        """Like :meth:`check`, on a worker thread (the HTTP client is urllib's)."""
+        return await asyncio.to_thread(self._probe, database)
+
+    def _probe(self, database: DatabaseConfig) -> bool:
+        base = self._base_url(database)
+        host = database.host
+        try:
+            uid = self._bdb_uid(base, host)
+            if uid is None:
+                _log.warning("lag-aware check: no bdb at %s has an endpoint %r", base, host)
+                return False
+            query = urllib.parse.urlencode(
+                {"extend_check": "lag", "availability_lag_tolerance_ms": self.lag_tolerance_ms}
+            )
+            status, _ = self._get(f"{base}/v1/bdbs/{uid}/availability?{query}")
+        except (OSError, ValueError, ssl.SSLError) as exc:  # URLError and timeouts are OSError
+            _log.debug("lag-aware check of %s via %s failed: %r", host, base, exc)
+            return False
+        if status == 404:  # the bdb was recreated: look it up again next time
+            with self._lock:
+                self._uids.pop((base, host.lower()), None)
+        if status != 200:
+            _log.debug("lag-aware check of %s via %s: HTTP %d", host, base, status)
+        return status == 200
+
+    # --- REST plumbing -------------------------------------------------------------------
+
+    def _base_url(self, database: DatabaseConfig) -> str:
+        configured: str | None = getattr(database, "health_check_url", None)
+        if configured:
+            parsed = urllib.parse.urlsplit(configured)
+            scheme = parsed.scheme or "https"
+            hostname = parsed.hostname or configured
+            port = parsed.port or self.rest_api_port
+        else:
+            scheme, port = "https", self.rest_api_port
+            hostname = self.rest_api_host or database.host
+        if ":" in hostname:
+            hostname = f"[{hostname}]"
+        return f"{scheme}://{hostname}:{port}"
+
+    def _bdb_uid(self, base: str, host: str) -> Any:
+        key = (base, host.lower())
+        with self._lock:
+            if key in self._uids:
+                return self._uids[key]
+        status, body = self._get(f"{base}/v1/bdbs?fields=uid,endpoints")
+        if status != 200:
+            raise ValueError(f"GET /v1/bdbs answered HTTP {status}")
+        uid = _find_bdb_uid(json.loads(body), host)
+        if uid is not None:
+            with self._lock:
+                self._uids[key] = uid
+        return uid
+
+    def _get(self, url: str) -> tuple[int, bytes]:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self.username is not None:
+            token = f"{self.username}:{self._password or ''}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+        context = self._tls_context() if url.startswith("https:") else None
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
+                return int(answer.status), answer.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return int(exc.code), b""
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl_context is None:
+                context = ssl.create_default_context(cafile=self.ca_file)
+                if not self.verify_tls:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                if self.client_cert_file is not None:
+                    context.load_cert_chain(self.client_cert_file, self.client_key_file)
+                self._ssl_context = context
+            return self._ssl_context
+
+    def __repr__(self) -> str:
+        password = None if self._password is None else "***"
+        return (
+            f"LagAwareHealthCheck(rest_api_port={self.rest_api_port!r}, "
+            f"username={self.username!r}, password={password!r}, "
+            f"lag_tolerance_ms={self.lag_tolerance_ms!r}, verify_tls={self.verify_tls!r}, "
+            f"timeout={self.timeout!r}, rest_api_host={self.rest_api_host!r})"
+        )
+
+
+def _find_bdb_uid(bdbs: Any, host: str) -> Any:
+    """The uid of the bdb with an endpoint whose dns_name or one of whose addrs is ``host``."""
+    if not isinstance(bdbs, list):
+        raise ValueError("GET /v1/bdbs did not answer a JSON list")
+    wanted = host.lower()
+    for bdb in bdbs:
+        if not isinstance(bdb, dict):
+            continue
+        for endpoint in bdb.get("endpoints") or ():
+            if not isinstance(endpoint, dict):
+                continue
+            dns_name = endpoint.get("dns_name")
+            addrs = endpoint.get("addr") or ()
+            if isinstance(addrs, str):
+                addrs = (addrs,)
+            if (isinstance(dns_name, str) and dns_name.lower() == wanted) or host in addrs:
+                return bdb.get("uid")
+    return None
