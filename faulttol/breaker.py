@@ -1,11 +1,915 @@
-"""STUB: replaced by the breaker implementation."""
+"""The circuit breaker: a state machine over a sliding window of call outcomes.
+
+Semantics are resilience4j's (see DESIGN.md, "Contract: faulttol"). CLOSED admits every call
+and opens when the failure rate or the slow-call rate of the window reaches its threshold;
+OPEN rejects calls until its wait has passed, then HALF_OPEN admits a few trial calls and
+decides between CLOSED and OPEN from their outcomes. DISABLED admits everything and records
+nothing, FORCED_OPEN rejects everything, METRICS_ONLY records and reports but never trips.
+
+Performance: the lock guards bookkeeping only, never the protected call. In CLOSED (and the
+other admitting states) permission is a lock-free read of one attribute, and a fast success
+is queued in the window without the lock when it cannot change any decision (see
+:meth:`CountWindow.try_queue_success`); everything else is recorded under one short lock
+acquisition against running totals. Events are built only when somebody listens, and are
+published after the lock is released, so a listener may call back into the breaker.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any, ParamSpec, TypeVar, cast
+
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from .events import (
+    CircuitBreakerEvent,
+    CircuitBreakerEvents,
+    CircuitBreakerOnCallNotPermittedEvent,
+    CircuitBreakerOnErrorEvent,
+    CircuitBreakerOnFailureRateExceededEvent,
+    CircuitBreakerOnIgnoredErrorEvent,
+    CircuitBreakerOnResetEvent,
+    CircuitBreakerOnSlowCallRateExceededEvent,
+    CircuitBreakerOnStateTransitionEvent,
+    CircuitBreakerOnSuccessEvent,
+    Event,
+)
+from .window import CountWindow, Snapshot, TimeWindow, rate
+
+__all__ = [
+    "DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED",
+    "DEFAULT_FAILURE_RATE_THRESHOLD",
+    "DEFAULT_IGNORE_EXCEPTIONS",
+    "DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE",
+    "DEFAULT_MINIMUM_NUMBER_OF_CALLS",
+    "DEFAULT_MINIMUM_NUMBER_OF_FAILURES",
+    "DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE",
+    "DEFAULT_RECORD_EXCEPTIONS",
+    "DEFAULT_SLIDING_WINDOW_SIZE",
+    "DEFAULT_SLIDING_WINDOW_TYPE",
+    "DEFAULT_SLOW_CALL_DURATION_THRESHOLD",
+    "DEFAULT_SLOW_CALL_RATE_THRESHOLD",
+    "DEFAULT_WAIT_DURATION_IN_OPEN_STATE",
+    "CallNotPermittedError",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitBreakerMetrics",
+    "SlidingWindowType",
+    "State",
+]
+
+_log = logging.getLogger("faulttol.breaker")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+C = TypeVar("C", bound=Callable[..., Any])
+
+
 class State(Enum):
+    """The states of a circuit breaker."""
+
     CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+    DISABLED = "DISABLED"
+    FORCED_OPEN = "FORCED_OPEN"
+    METRICS_ONLY = "METRICS_ONLY"
+
+
 class SlidingWindowType(Enum):
+    """How the window of recent calls is bounded: by number of calls or by seconds."""
+
     COUNT_BASED = "COUNT_BASED"
     TIME_BASED = "TIME_BASED"
-class CallNotPermittedError(Exception): ...
-class CircuitBreakerConfig: ...
-class CircuitBreakerMetrics: ...
-class CircuitBreaker: ...
+
+
+_CLOSED = State.CLOSED
+_OPEN = State.OPEN
+_HALF_OPEN = State.HALF_OPEN
+_DISABLED = State.DISABLED
+_FORCED_OPEN = State.FORCED_OPEN
+_METRICS_ONLY = State.METRICS_ONLY
+_ADMITTING = frozenset({_CLOSED, _DISABLED, _METRICS_ONLY})
+_RECORDING_NOTHING = frozenset({_DISABLED, _FORCED_OPEN})
+
+# --- configuration ---------------------------------------------------------------------
+
+DEFAULT_SLIDING_WINDOW_TYPE = SlidingWindowType.COUNT_BASED
+DEFAULT_SLIDING_WINDOW_SIZE = 100
+DEFAULT_MINIMUM_NUMBER_OF_CALLS = 100
+DEFAULT_FAILURE_RATE_THRESHOLD = 50.0
+DEFAULT_MINIMUM_NUMBER_OF_FAILURES = 0
+DEFAULT_SLOW_CALL_RATE_THRESHOLD = 100.0
+DEFAULT_SLOW_CALL_DURATION_THRESHOLD = 60.0
+DEFAULT_WAIT_DURATION_IN_OPEN_STATE = 60.0
+DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED = False
+DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE = 10
+DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE = 0.0
+DEFAULT_RECORD_EXCEPTIONS: tuple[type[BaseException], ...] = (Exception,)
+DEFAULT_IGNORE_EXCEPTIONS: tuple[type[BaseException], ...] = ()
+
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_duration(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+
+
+def _check_rate(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise ValueError(f"{name} must be a percentage in (0, 100], got {value!r}")
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ValueError(f"{name} must be a callable or None, got {value!r}")
+
+
+def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
+    if isinstance(value, type):
+        value = (value,)
+    if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a tuple of exception types, got {value!r}")
+    types = tuple(value)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ValueError(f"{name} must contain exception types only, got {t!r}")
+    return types
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """How a :class:`CircuitBreaker` decides; immutable, validated at construction.
+
+    For a COUNT_BASED window, ``minimum_number_of_calls`` above ``sliding_window_size`` is
+    capped by the breaker (the config keeps the value given). ``minimum_number_of_failures``
+    applies to the CLOSED window (and METRICS_ONLY reports), not to the HALF_OPEN trial calls,
+    which are judged by their rates alone.
+    """
+
+    sliding_window_type: SlidingWindowType = DEFAULT_SLIDING_WINDOW_TYPE
+    sliding_window_size: int = DEFAULT_SLIDING_WINDOW_SIZE
+    minimum_number_of_calls: int = DEFAULT_MINIMUM_NUMBER_OF_CALLS
+    failure_rate_threshold: float = DEFAULT_FAILURE_RATE_THRESHOLD
+    minimum_number_of_failures: int = DEFAULT_MINIMUM_NUMBER_OF_FAILURES
+    slow_call_rate_threshold: float = DEFAULT_SLOW_CALL_RATE_THRESHOLD
+    slow_call_duration_threshold: float = DEFAULT_SLOW_CALL_DURATION_THRESHOLD
+    wait_duration_in_open_state: float = DEFAULT_WAIT_DURATION_IN_OPEN_STATE
+    wait_interval_function_in_open_state: Callable[[int], float] | None = None
+    automatic_transition_from_open_to_half_open_enabled: bool = (
+        DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED
+    )
+    permitted_number_of_calls_in_half_open_state: int = (
+        DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE
+    )
+    max_wait_duration_in_half_open_state: float = DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE
+    record_exceptions: tuple[type[BaseException], ...] = DEFAULT_RECORD_EXCEPTIONS
+    ignore_exceptions: tuple[type[BaseException], ...] = DEFAULT_IGNORE_EXCEPTIONS
+    record_exception: Callable[[BaseException], bool] | None = None
+    ignore_exception: Callable[[BaseException], bool] | None = None
+    record_result: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sliding_window_type, SlidingWindowType):
+            raise ValueError(
+                "sliding_window_type must be SlidingWindowType.COUNT_BASED or TIME_BASED, "
+                f"got {self.sliding_window_type!r}"
+            )
+        _check_count("sliding_window_size", self.sliding_window_size, 1)
+        _check_count("minimum_number_of_calls", self.minimum_number_of_calls, 1)
+        _check_count("minimum_number_of_failures", self.minimum_number_of_failures, 0)
+        _check_count(
+            "permitted_number_of_calls_in_half_open_state",
+            self.permitted_number_of_calls_in_half_open_state,
+            1,
+        )
+        _check_rate("failure_rate_threshold", self.failure_rate_threshold)
+        _check_rate("slow_call_rate_threshold", self.slow_call_rate_threshold)
+        _check_duration("slow_call_duration_threshold", self.slow_call_duration_threshold)
+        _check_duration("wait_duration_in_open_state", self.wait_duration_in_open_state)
+        _check_duration(
+            "max_wait_duration_in_half_open_state", self.max_wait_duration_in_half_open_state
+        )
+        if not isinstance(self.automatic_transition_from_open_to_half_open_enabled, bool):
+            raise ValueError(
+                "automatic_transition_from_open_to_half_open_enabled must be a bool, got "
+                f"{self.automatic_transition_from_open_to_half_open_enabled!r}"
+            )
+        for name in ("record_exceptions", "ignore_exceptions"):
+            object.__setattr__(self, name, _exception_types(name, getattr(self, name)))
+        for name in (
+            "wait_interval_function_in_open_state",
+            "record_exception",
+            "ignore_exception",
+            "record_result",
+        ):
+            _check_callable(name, getattr(self, name))
+
+
+# --- errors and metrics ----------------------------------------------------------------
+
+
+class CallNotPermittedError(Exception):
+    """Raised instead of running a call that the breaker does not admit."""
+
+    def __init__(self, breaker_name: str, state: State | None = None) -> None:
+        self.breaker_name = breaker_name
+        self.state = state
+        shown = f"is {state.value} and " if state is not None else ""
+        super().__init__(f"CircuitBreaker {breaker_name!r} {shown}does not permit further calls")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.breaker_name, self.state))
+
+
+class CircuitBreakerMetrics:
+    """A live, read-only view of a breaker's current window (``breaker.metrics``).
+
+    Rates are percentages and read ``-1.0`` until the window holds the minimum number of
+    calls (``minimum_number_of_calls``, or the permitted calls in HALF_OPEN). Each property
+    reads the breaker at that moment; :meth:`snapshot` gives a consistent set.
+    """
+
+    __slots__ = ("_breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def snapshot(self) -> Snapshot:
+        """The window's aggregate right now (without the not-permitted count)."""
+        return self._breaker._read_metrics()[0]
+
+    @property
+    def failure_rate(self) -> float:
+        snap, minimum, _ = self._breaker._read_metrics()
+        return snap.failure_rate if snap.total_calls >= minimum else -1.0
+
+    @property
+    def slow_call_rate(self) -> float:
+        snap, minimum, _ = self._breaker._read_metrics()
+        return snap.slow_call_rate if snap.total_calls >= minimum else -1.0
+
+    @property
+    def number_of_buffered_calls(self) -> int:
+        return self.snapshot().total_calls
+
+    @property
+    def number_of_failed_calls(self) -> int:
+        return self.snapshot().failed_calls
+
+    @property
+    def number_of_successful_calls(self) -> int:
+        return self.snapshot().successful_calls
+
+    @property
+    def number_of_slow_calls(self) -> int:
+        return self.snapshot().slow_calls
+
+    @property
+    def number_of_slow_successful_calls(self) -> int:
+        return self.snapshot().slow_successful_calls
+
+    @property
+    def number_of_slow_failed_calls(self) -> int:
+        return self.snapshot().slow_failed_calls
+
+    @property
+    def number_of_not_permitted_calls(self) -> int:
+        return self._breaker._read_metrics()[2]
+
+    def __repr__(self) -> str:
+        snap, minimum, not_permitted = self._breaker._read_metrics()
+        enough = snap.total_calls >= minimum
+        return (
+            f"CircuitBreakerMetrics(failure_rate={snap.failure_rate if enough else -1.0}, "
+            f"slow_call_rate={snap.slow_call_rate if enough else -1.0}, "
+            f"buffered={snap.total_calls}, failed={snap.failed_calls}, "
+            f"slow={snap.slow_calls}, not_permitted={not_permitted})"
+        )
+
+
+class _BreakerEvents(CircuitBreakerEvents):
+    """The breaker's publisher: tells the breaker when consumers register, because an
+    unobserved breaker takes a shorter success path (it has no events to build)."""
+
+    __slots__ = ("_changed",)
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def on_event(self, consumer: C) -> C:
+        super().on_event(consumer)
+        self._changed()
+        return consumer
+
+    def _on(self, kind: type[Event], consumer: C) -> C:
+        super()._on(kind, consumer)
+        self._changed()
+        return consumer
+
+
+# Outcome of classifying an exception.
+_SUCCESS, _FAILURE, _IGNORED, _NOT_COUNTED = range(4)
+
+
+# --- the breaker -----------------------------------------------------------------------
+
+
+class CircuitBreaker:
+    """A resilience4j-style circuit breaker; also a decorator for sync and async functions.
+
+    >>> breaker = CircuitBreaker("db", CircuitBreakerConfig(sliding_window_size=10))
+    >>> @breaker
+    ... def query() -> int: ...
+    """
+
+    def __init__(
+        self, name: str, config: CircuitBreakerConfig | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.name = name
+        self.config = config if config is not None else CircuitBreakerConfig()
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self.events: CircuitBreakerEvents = _BreakerEvents(self._listeners_changed)
+        self._metrics = CircuitBreakerMetrics(self)
+        self._monotonic = self.clock.monotonic
+        self._lock = threading.Lock()
+        cfg = self.config
+        self._record_types = cfg.record_exceptions
+        self._ignore_types = cfg.ignore_exceptions
+        self._record_predicate = cfg.record_exception
+        self._ignore_predicate = cfg.ignore_exception
+        self._record_result = cfg.record_result
+        self._failure_threshold = float(cfg.failure_rate_threshold)
+        self._slow_threshold = float(cfg.slow_call_rate_threshold)
+        self._main_window: CountWindow | TimeWindow
+        if cfg.sliding_window_type is SlidingWindowType.COUNT_BASED:
+            self._main_window = CountWindow(
+                cfg.sliding_window_size, cfg.slow_call_duration_threshold
+            )
+            self._main_minimum = min(cfg.minimum_number_of_calls, cfg.sliding_window_size)
+        else:
+            self._main_window = TimeWindow(
+                cfg.sliding_window_size, cfg.slow_call_duration_threshold
+            )
+            self._main_minimum = cfg.minimum_number_of_calls
+        # The hot path calls this bound method of the one main window (reset in place).
+        self._queue_success = self._main_window.try_queue_success
+        # Bookkeeping, guarded by _lock. _state, _admits_all and _lock_free_success are also
+        # read without it (single attribute reads: a racing call sees the old or new value).
+        self._state = _CLOSED
+        self._admits_all = True  # CLOSED, DISABLED, METRICS_ONLY: no permission bookkeeping
+        self._lock_free_success = False  # a fast success may be queued (see _refresh_fast_path)
+        self._window: CountWindow | TimeWindow = self._main_window
+        self._minimum_calls = self._main_minimum
+        self._not_permitted = 0
+        self._open_attempts = 0  # OPEN entries since last CLOSED
+        self._open_until = 0.0
+        self._half_open_permits = 0
+        self._half_open_deadline = math.inf
+        self._reported_failure_rate = False  # METRICS_ONLY: exceeded-event already published
+        self._reported_slow_rate = False
+        self._timer: threading.Timer | None = None
+        self._epoch = 0  # incremented on every transition; stale timers compare it
+
+    # --- public state and metrics ------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current state, after any transition that time has made due.
+
+        An elapsed open wait with automatic transition enabled gives HALF_OPEN, an elapsed
+        half-open time limit gives OPEN; this holds under any clock (also a fake one).
+        """
+        state = self._state
+        if state is _OPEN or state is _HALF_OPEN:
+            now = self._monotonic()
+            if self._time_transition_due(state, now):
+                out: list[CircuitBreakerEvent] = []
+                with self._lock:
+                    self._apply_time(now, out)
+                    state = self._state
+                self._publish(out)
+        return state
+
+    @property
+    def metrics(self) -> CircuitBreakerMetrics:
+        """The live metrics of the current window."""
+        return self._metrics
+
+    # --- manual transitions ------------------------------------------------------------
+
+    def transition_to_closed_state(self) -> None:
+        """Close the breaker with fresh metrics."""
+        self._transition_from_outside(_CLOSED)
+
+    def transition_to_open_state(self) -> None:
+        """Open the breaker (keeping the current metrics) for the open wait."""
+        self._transition_from_outside(_OPEN)
+
+    def transition_to_half_open_state(self) -> None:
+        """Start admitting the permitted trial calls."""
+        self._transition_from_outside(_HALF_OPEN)
+
+    def transition_to_forced_open_state(self) -> None:
+        """Reject every call until another manual transition."""
+        self._transition_from_outside(_FORCED_OPEN)
+
+    def transition_to_disabled_state(self) -> None:
+        """Admit every call and record nothing until another manual transition."""
+        self._transition_from_outside(_DISABLED)
+
+    def transition_to_metrics_only_state(self) -> None:
+        """Admit every call, record and report, but never trip."""
+        self._transition_from_outside(_METRICS_ONLY)
+
+    def reset(self) -> None:
+        """Back to CLOSED with fresh metrics; publishes a reset event."""
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            if self._state is _CLOSED:
+                self._enter(_CLOSED, now)
+            else:
+                self._transition(_CLOSED, now, out)
+            self._emit(out, CircuitBreakerOnResetEvent, now)
+        self._publish(out)
+
+    # --- low-level API -----------------------------------------------------------------
+
+    def try_acquire_permission(self) -> bool:
+        """Whether a call may run now; in HALF_OPEN this takes one of the trial permits.
+
+        When refused, the not-permitted call has been counted and its event published.
+        """
+        if self._admits_all:
+            return True
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            permitted = self._acquire(now, out)
+        if out:
+            self._publish(out)
+        return permitted
+
+    def acquire_permission(self) -> None:
+        """Like :meth:`try_acquire_permission`, but raise :class:`CallNotPermittedError`."""
+        if not self._admits_all and not self.try_acquire_permission():
+            raise CallNotPermittedError(self.name, self._state)
+
+    def release_permission(self) -> None:
+        """Give back a permit taken for a call that did not run (e.g. cancelled)."""
+        with self._lock:
+            self._release()
+
+    def on_success(self, duration: float) -> None:
+        """Record a permitted call that returned, ``duration`` seconds long."""
+        now = self._monotonic()
+        if not (self._lock_free_success and self._queue_success(duration, now)):
+            self._record(duration, now, False, None, None)
+
+    def on_error(self, duration: float, exc: BaseException) -> None:
+        """Classify ``exc`` and record the call as a failure, a success, or not at all.
+
+        Ignored exceptions (``ignore_exceptions`` / ``ignore_exception``) are not counted and
+        give back a half-open permit; recorded ones (``record_exceptions`` /
+        ``record_exception``) are failures; any other :class:`Exception` is a success. A
+        ``BaseException`` that is neither (``KeyboardInterrupt``, a cancellation) means the
+        call did not complete: its permit is released and nothing is counted.
+        """
+        self._on_error_at(duration, exc, self._monotonic())
+
+    def on_result(self, duration: float, result: object) -> None:
+        """Record a call that returned ``result``: a failure when ``record_result`` says so."""
+        now = self._monotonic()
+        if not (self._lock_free_success and self._queue_success(duration, now)):
+            self._on_result_at(duration, result, now)
+
+    # --- decorating and calling --------------------------------------------------------
+
+    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Guard ``fn`` (a function or an ``async def`` function) with this breaker."""
+        if not callable(fn):
+            raise TypeError(f"CircuitBreaker can only decorate a callable, got {fn!r}")
+        if inspect.iscoroutinefunction(fn):
+            return cast("Callable[P, R]", self._decorate_async(fn))
+        return self._decorate_sync(fn)
+
+    __call__ = decorate
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` through the breaker."""
+        if not self._admits_all:
+            self.acquire_permission()
+        monotonic = self._monotonic
+        start = monotonic()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            end = monotonic()
+            self._on_error_at(end - start, exc, end)
+            raise
+        end = monotonic()
+        if not (self._lock_free_success and self._queue_success(end - start, end)):
+            self._on_result_at(end - start, result, end)
+        return result
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` through the breaker."""
+        if not self._admits_all:
+            self.acquire_permission()
+        monotonic = self._monotonic
+        start = monotonic()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            end = monotonic()
+            self._on_error_at(end - start, exc, end)
+            raise
+        end = monotonic()
+        if not (self._lock_free_success and self._queue_success(end - start, end)):
+            self._on_result_at(end - start, result, end)
+        return result
+
+    def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
+        # The hot path: everything it needs is bound to locals, no method layers.
+        breaker = self
+        monotonic = self._monotonic
+        acquire_permission = self.acquire_permission
+        queue_success = self._queue_success
+        on_error_at = self._on_error_at
+        on_result_at = self._on_result_at
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not breaker._admits_all:
+                acquire_permission()
+            start = monotonic()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                end = monotonic()
+                on_error_at(end - start, exc, end)
+                raise
+            end = monotonic()
+            if not (breaker._lock_free_success and queue_success(end - start, end)):
+                on_result_at(end - start, result, end)
+            return result
+
+        return guarded
+
+    def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        breaker = self
+        monotonic = self._monotonic
+        acquire_permission = self.acquire_permission
+        queue_success = self._queue_success
+        on_error_at = self._on_error_at
+        on_result_at = self._on_result_at
+
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            if not breaker._admits_all:
+                acquire_permission()
+            start = monotonic()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                end = monotonic()
+                on_error_at(end - start, exc, end)
+                raise
+            end = monotonic()
+            if not (breaker._lock_free_success and queue_success(end - start, end)):
+                on_result_at(end - start, result, end)
+            return result
+
+        return guarded
+
+    # --- recording ---------------------------------------------------------------------
+
+    def _classify(self, exc: BaseException) -> int:
+        if isinstance(exc, self._ignore_types) or (
+            self._ignore_predicate is not None and self._ignore_predicate(exc)
+        ):
+            return _IGNORED
+        if isinstance(exc, self._record_types) or (
+            self._record_predicate is not None and self._record_predicate(exc)
+        ):
+            return _FAILURE
+        return _SUCCESS if isinstance(exc, Exception) else _NOT_COUNTED
+
+    def _on_error_at(self, duration: float, exc: BaseException, now: float) -> None:
+        kind = self._classify(exc)
+        if kind == _FAILURE:
+            self._record(duration, now, True, exc, None)
+        elif kind == _SUCCESS:
+            self._record(duration, now, False, None, None)
+        elif kind == _IGNORED:
+            out: list[CircuitBreakerEvent] = []
+            with self._lock:
+                self._release()
+                if self.events.wants(CircuitBreakerOnIgnoredErrorEvent):
+                    out.append(
+                        CircuitBreakerOnIgnoredErrorEvent(
+                            self.name, created_at=now, elapsed=duration, exception=exc
+                        )
+                    )
+            self._publish(out)
+        else:
+            self.release_permission()
+
+    def _on_result_at(self, duration: float, result: object, now: float) -> None:
+        if self._record_result is not None and self._record_result(result):
+            self._record(duration, now, True, None, result)
+        else:
+            self._record(duration, now, False, None, None)
+
+    def _record(
+        self,
+        duration: float,
+        now: float,
+        failed: bool,
+        exc: BaseException | None,
+        result: object,
+    ) -> None:
+        """Record one outcome under the lock and act on it; publish afterwards."""
+        out: list[CircuitBreakerEvent] = []
+        with self._lock:
+            self._apply_time(now, out)
+            if failed:
+                if self.events.wants(CircuitBreakerOnErrorEvent):
+                    out.append(
+                        CircuitBreakerOnErrorEvent(
+                            self.name,
+                            created_at=now,
+                            elapsed=duration,
+                            exception=exc,
+                            result=result,
+                        )
+                    )
+            elif self.events.wants(CircuitBreakerOnSuccessEvent):
+                out.append(
+                    CircuitBreakerOnSuccessEvent(self.name, created_at=now, elapsed=duration)
+                )
+            state = self._state
+            if state not in _RECORDING_NOTHING:
+                window = self._window
+                window.record(duration, failed, now)
+                if state is _CLOSED:
+                    failure, slow = self._exceeded(window, self.config.minimum_number_of_failures)
+                    if failure or slow:
+                        self._emit_exceeded(out, window, failure, slow, now)
+                        self._transition(_OPEN, now, out)
+                    else:
+                        self._refresh_fast_path()
+                elif state is _HALF_OPEN:
+                    if window.total_calls >= self._minimum_calls:
+                        failure, slow = self._exceeded(window, 0)
+                        if failure or slow:
+                            self._emit_exceeded(out, window, failure, slow, now)
+                            self._transition(_OPEN, now, out)
+                        else:
+                            self._transition(_CLOSED, now, out)
+                elif state is _METRICS_ONLY:
+                    self._report_once(window, now, out)
+        if out:
+            self._publish(out)
+
+    def _exceeded(self, window: CountWindow | TimeWindow, min_failures: int) -> tuple[bool, bool]:
+        """Whether the failure rate and the slow-call rate reach their thresholds."""
+        total = window.total_calls
+        if total < self._minimum_calls or total == 0:
+            return False, False
+        failed = window.failed_calls
+        failure = failed >= min_failures and rate(failed, total) >= self._failure_threshold
+        slow = rate(window.slow_calls, total) >= self._slow_threshold
+        return failure, slow
+
+    def _emit_exceeded(
+        self,
+        out: list[CircuitBreakerEvent],
+        window: CountWindow | TimeWindow,
+        failure: bool,
+        slow: bool,
+        now: float,
+    ) -> None:
+        total = window.total_calls
+        if failure and self.events.wants(CircuitBreakerOnFailureRateExceededEvent):
+            out.append(
+                CircuitBreakerOnFailureRateExceededEvent(
+                    self.name, created_at=now, failure_rate=rate(window.failed_calls, total)
+                )
+            )
+        if slow and self.events.wants(CircuitBreakerOnSlowCallRateExceededEvent):
+            out.append(
+                CircuitBreakerOnSlowCallRateExceededEvent(
+                    self.name, created_at=now, slow_call_rate=rate(window.slow_calls, total)
+                )
+            )
+
+    def _report_once(
+        self, window: CountWindow | TimeWindow, now: float, out: list[CircuitBreakerEvent]
+    ) -> None:
+        """METRICS_ONLY: publish each exceeded rate once, again only after it dropped below."""
+        failure, slow = self._exceeded(window, self.config.minimum_number_of_failures)
+        self._emit_exceeded(
+            out,
+            window,
+            failure and not self._reported_failure_rate,
+            slow and not self._reported_slow_rate,
+            now,
+        )
+        self._reported_failure_rate = failure
+        self._reported_slow_rate = slow
+
+    def _refresh_fast_path(self) -> None:
+        """Decide whether a fast success may skip the lock (held by the caller).
+
+        Only in CLOSED, with no result predicate and no success listener, and once the
+        window holds the minimum number of calls: then a success cannot trip the breaker.
+        """
+        self._lock_free_success = (
+            self._state is _CLOSED
+            and self._record_result is None
+            and not self.events.wants(CircuitBreakerOnSuccessEvent)
+            and self._main_window.total_calls >= self._main_minimum
+        )
+
+    def _listeners_changed(self) -> None:
+        with self._lock:
+            self._refresh_fast_path()
+
+    # --- permissions -------------------------------------------------------------------
+
+    def _acquire(self, now: float, out: list[CircuitBreakerEvent]) -> bool:
+        self._apply_time(now, out)
+        state = self._state
+        if state is _OPEN and now >= self._open_until:
+            self._transition(_HALF_OPEN, now, out)
+            state = _HALF_OPEN
+        if state is _HALF_OPEN and self._half_open_permits > 0:
+            self._half_open_permits -= 1
+            return True
+        if state in _ADMITTING:
+            return True
+        self._not_permitted += 1
+        if self.events.wants(CircuitBreakerOnCallNotPermittedEvent):
+            out.append(CircuitBreakerOnCallNotPermittedEvent(self.name, created_at=now))
+        return False
+
+    def _release(self) -> None:
+        if self._state is _HALF_OPEN:
+            self._half_open_permits = min(
+                self._half_open_permits + 1,
+                self.config.permitted_number_of_calls_in_half_open_state,
+            )
+
+    # --- transitions -------------------------------------------------------------------
+
+    def _time_transition_due(self, state: State, now: float) -> bool:
+        if state is _OPEN:
+            return (
+                self.config.automatic_transition_from_open_to_half_open_enabled
+                and now >= self._open_until
+            )
+        return state is _HALF_OPEN and now >= self._half_open_deadline
+
+    def _apply_time(self, now: float, out: list[CircuitBreakerEvent]) -> None:
+        """Make the transition that time has made due, if any (lock held)."""
+        state = self._state
+        if self._time_transition_due(state, now):
+            self._transition(_HALF_OPEN if state is _OPEN else _OPEN, now, out)
+
+    def _transition_from_outside(self, to: State) -> None:
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            self._transition(to, now, out)
+        self._publish(out)
+
+    def _transition(self, to: State, now: float, out: list[CircuitBreakerEvent]) -> None:
+        """Enter state ``to`` and announce it (lock held)."""
+        previous = self._state
+        self._enter(to, now)
+        if self.events.wants(CircuitBreakerOnStateTransitionEvent):
+            out.append(
+                CircuitBreakerOnStateTransitionEvent(
+                    self.name, created_at=now, from_state=previous, to_state=to
+                )
+            )
+
+    def _enter(self, to: State, now: float) -> None:
+        """Set up state ``to``: metrics, permits, deadlines, timers (lock held)."""
+        cfg = self.config
+        self._epoch += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._state = to
+        self._admits_all = to in _ADMITTING
+        self._half_open_deadline = math.inf
+        if to is _OPEN:
+            # Metrics carry over (from CLOSED, or from HALF_OPEN's trial calls).
+            self._open_attempts += 1
+            wait = self._open_wait(self._open_attempts)
+            self._open_until = now + wait
+            if cfg.automatic_transition_from_open_to_half_open_enabled:
+                self._start_timer(wait)
+        elif to is _HALF_OPEN:
+            permitted = cfg.permitted_number_of_calls_in_half_open_state
+            self._fresh_metrics(CountWindow(permitted, cfg.slow_call_duration_threshold))
+            self._minimum_calls = permitted
+            self._half_open_permits = permitted
+            if cfg.max_wait_duration_in_half_open_state > 0:
+                self._half_open_deadline = now + cfg.max_wait_duration_in_half_open_state
+                self._start_timer(cfg.max_wait_duration_in_half_open_state)
+        else:
+            if to is _CLOSED:
+                self._open_attempts = 0
+            self._main_window.reset()
+            self._fresh_metrics(self._main_window)
+            self._minimum_calls = self._main_minimum
+            self._reported_failure_rate = self._reported_slow_rate = False
+        self._refresh_fast_path()
+
+    def _fresh_metrics(self, window: CountWindow | TimeWindow) -> None:
+        window.reset()
+        self._window = window
+        self._not_permitted = 0
+
+    def _open_wait(self, attempt: int) -> float:
+        fn = self.config.wait_interval_function_in_open_state
+        if fn is None:
+            return float(self.config.wait_duration_in_open_state)
+        try:
+            wait = float(fn(attempt))
+        except Exception:
+            _log.exception("wait_interval_function_in_open_state failed for %r", self.name)
+            return float(self.config.wait_duration_in_open_state)
+        if not 0 <= wait < math.inf:
+            _log.error("wait_interval_function_in_open_state returned %r for %r", wait, self.name)
+            return float(self.config.wait_duration_in_open_state)
+        return wait
+
+    def _start_timer(self, delay: float) -> None:
+        timer = threading.Timer(delay, self._on_timer, args=(self._epoch,))
+        timer.daemon = True
+        timer.name = f"faulttol-breaker-{self.name}"
+        self._timer = timer
+        timer.start()
+
+    def _on_timer(self, epoch: int) -> None:
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            if epoch != self._epoch:
+                return  # a transition happened since this timer was started
+            self._timer = None
+            state = self._state
+            if self._time_transition_due(state, now):
+                self._apply_time(now, out)
+            elif isinstance(self.clock, SystemClock):
+                # Woke a hair early on the real clock: wait for the rest. (A fake clock's
+                # time is not real time; reads and calls apply its transitions.)
+                deadline = self._open_until if state is _OPEN else self._half_open_deadline
+                self._start_timer(max(deadline - now, 0.001))
+        self._publish(out)
+
+    # --- events and reads --------------------------------------------------------------
+
+    def _emit(
+        self, out: list[CircuitBreakerEvent], kind: type[CircuitBreakerEvent], now: float
+    ) -> None:
+        if self.events.wants(kind):
+            out.append(kind(self.name, created_at=now))
+
+    def _publish(self, out: list[CircuitBreakerEvent]) -> None:
+        publish = self.events.publish
+        for event in out:
+            publish(event)
+
+    def _read_metrics(self) -> tuple[Snapshot, int, int]:
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            self._apply_time(now, out)
+            result = (self._window.snapshot(now), self._minimum_calls, self._not_permitted)
+            self._refresh_fast_path()  # a time window may have rolled below its minimum
+        if out:
+            self._publish(out)
+        return result
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(name={self.name!r}, state={self.state.value})"
