@@ -200,6 +200,7 @@ def test_create_client_overrides_and_user_retry() -> None:
 def test_each_client_gets_its_own_retry_object() -> None:
     db = DatabaseConfig("127.0.0.1", 6392)
     first, second = db.create_client(), db.create_client()
+    assert isinstance(first, redis.Redis) and isinstance(second, redis.Redis)
     try:
         assert first.get_retry() is not second.get_retry()
     finally:
@@ -237,7 +238,7 @@ def test_create_client_does_not_retry_against_a_dead_server(redis_server: RedisS
     def counting_connect(self: redis.connection.Connection) -> None:
         nonlocal calls
         calls += 1
-        original(self)
+        original(self)  # type: ignore[no-untyped-call]
 
     redis_server.kill()
     try:
