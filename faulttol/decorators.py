@@ -1,2 +1,111 @@
-"""STUB."""
-class Decorators: ...
+"""Decorators: compose a circuit breaker, retries and fallbacks around one function.
+
+::
+
+    guarded = (
+        Decorators.of(fetch)
+        .with_circuit_breaker(breaker)
+        .with_retry(retry)
+        .with_fallback((CallNotPermittedError, ConnectionError), lambda exc, key: None)
+        .decorate()
+    )
+
+Each ``with_*`` wraps what was built so far (resilience4j's order), so the example is
+``Fallback(Retry(CircuitBreaker(fetch)))``: every attempt passes the breaker, and the fallback
+answers only once retries are exhausted. Any order and repetition is allowed. The builder is
+immutable (each ``with_*`` returns a new one), works for plain and ``async def`` functions, and
+keeps the function's signature for type checkers.
+
+Each layer is applied as soon as it is added, by that component's own ``decorate``: no builder
+frame remains between the layers at call time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .breaker import CircuitBreaker
+from .fallback import Fallback
+from .retry import Retry
+
+if TYPE_CHECKING:
+    import pybreaker
+
+    from .interop.pybreaker import PyBreakerAdapter
+
+__all__ = ["Decorators"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+
+
+class Decorators(Generic[P, R]):
+    """An immutable builder that stacks resilience layers around ``fn``.
+
+    Start with :meth:`of`, add layers with the ``with_*`` methods, finish with
+    :meth:`decorate`.
+    """
+
+    __slots__ = ("_fn", "_original")
+
+    def __init__(self, fn: Callable[P, R], original: Callable[..., Any] | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"Decorators needs a callable, got {fn!r}")
+        self._fn = fn
+        self._original = fn if original is None else original
+
+    @staticmethod
+    def of(fn: Callable[P2, R2]) -> Decorators[P2, R2]:
+        """Start building around ``fn`` (a plain or ``async def`` function)."""
+        return Decorators(fn)
+
+    def with_circuit_breaker(
+        self, breaker: CircuitBreaker | PyBreakerAdapter | pybreaker.CircuitBreaker
+    ) -> Decorators[P, R]:
+        """Guard what was built so far with ``breaker``.
+
+        Takes a faulttol :class:`~faulttol.CircuitBreaker`, a ``PyBreakerAdapter`` or a
+        ``pybreaker.CircuitBreaker`` (adapted with
+        :func:`faulttol.interop.pybreaker.as_faulttol_breaker`).
+        """
+        if isinstance(breaker, CircuitBreaker):
+            return Decorators(breaker.decorate(self._fn), self._original)
+        from .interop.pybreaker import as_faulttol_breaker  # imports pybreaker: only when used
+
+        return Decorators(as_faulttol_breaker(breaker).decorate(self._fn), self._original)
+
+    def with_retry(self, retry: Retry) -> Decorators[P, R]:
+        """Retry what was built so far with ``retry``."""
+        if not isinstance(retry, Retry):
+            raise TypeError(f"with_retry expects a faulttol Retry, got {retry!r}")
+        return Decorators(retry.decorate(self._fn), self._original)
+
+    def with_fallback(
+        self,
+        exceptions: type[BaseException] | tuple[type[BaseException], ...] | Fallback,
+        handler: Callable[..., Any] | None = None,
+    ) -> Decorators[P, R]:
+        """Answer listed exceptions of what was built so far from ``handler(exc, *args, **kw)``.
+
+        Also accepts a ready :class:`~faulttol.Fallback` as the only argument.
+        """
+        if isinstance(exceptions, Fallback):
+            if handler is not None:
+                raise TypeError("with_fallback(Fallback) takes no handler")
+            fallback = exceptions
+        else:
+            if handler is None:
+                raise TypeError("with_fallback needs a handler")
+            fallback = Fallback(exceptions, handler)
+        return Decorators(fallback.decorate(self._fn), self._original)
+
+    def decorate(self) -> Callable[P, R]:
+        """The composed callable, with ``fn``'s signature."""
+        return self._fn
+
+    def __repr__(self) -> str:
+        name = getattr(self._original, "__qualname__", repr(self._original))
+        return f"Decorators.of({name})"
