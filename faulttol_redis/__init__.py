@@ -1,3 +1,32 @@
-"""faulttol_redis: a failover Redis client built on faulttol."""
+"""faulttol_redis: a failover Redis client built on faulttol.
 
-__all__: list[str] = []
+An ordered list of databases, one active at a time; every redis-py command runs through retry,
+a circuit breaker per database and failover to the next eligible database. Manual failback with
+``client.provider.set_active_index(1)``; automatic failback only when configured.
+"""
+
+from faulttol.health import HealthCheckPolicy
+from faulttol.provider import SwitchEvent, SwitchReason
+
+from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
+from .config import DatabaseConfig, MultiDbConfig
+from .errors import NoValidDatabaseError, TemporaryUnavailableError
+from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
+from .provider import FailoverProvider
+
+__all__ = [
+    "DatabaseConfig",
+    "FailoverPipeline",
+    "FailoverProvider",
+    "FailoverPubSub",
+    "FailoverRedis",
+    "HealthCheck",
+    "HealthCheckPolicy",
+    "LagAwareHealthCheck",
+    "MultiDbConfig",
+    "NoValidDatabaseError",
+    "PingHealthCheck",
+    "SwitchEvent",
+    "SwitchReason",
+    "TemporaryUnavailableError",
+]
