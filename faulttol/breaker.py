@@ -366,11 +366,10 @@ class CircuitBreaker:
             self._main_minimum = cfg.minimum_number_of_calls
         # The hot path calls this bound method of the one main window (reset in place).
         self._queue_success = self._main_window.try_queue_success
-        # Bookkeeping, guarded by _lock. _state, _admits_all and _lock_free_success are also
-        # read without it (single attribute reads: a racing call sees the old or new value).
+        # Bookkeeping, guarded by _lock. _state and _admits_all are also read without it
+        # (single attribute reads: a racing call sees the old or the new value).
         self._state = _CLOSED
         self._admits_all = True  # CLOSED, DISABLED, METRICS_ONLY: no permission bookkeeping
-        self._lock_free_success = False  # a fast success may be queued (see _refresh_fast_path)
         self._window: CountWindow | TimeWindow = self._main_window
         self._minimum_calls = self._main_minimum
         self._not_permitted = 0
@@ -476,7 +475,7 @@ class CircuitBreaker:
     def on_success(self, duration: float) -> None:
         """Record a permitted call that returned, ``duration`` seconds long."""
         now = self._monotonic()
-        if not (self._lock_free_success and self._queue_success(duration, now)):
+        if not self._queue_success(duration, now):
             self._record(duration, now, False, None, None)
 
     def on_error(self, duration: float, exc: BaseException) -> None:
@@ -493,7 +492,7 @@ class CircuitBreaker:
     def on_result(self, duration: float, result: object) -> None:
         """Record a call that returned ``result``: a failure when ``record_result`` says so."""
         now = self._monotonic()
-        if not (self._lock_free_success and self._queue_success(duration, now)):
+        if not self._queue_success(duration, now):
             self._on_result_at(duration, result, now)
 
     # --- decorating and calling --------------------------------------------------------
@@ -521,7 +520,7 @@ class CircuitBreaker:
             self._on_error_at(end - start, exc, end)
             raise
         end = monotonic()
-        if not (self._lock_free_success and self._queue_success(end - start, end)):
+        if not self._queue_success(end - start, end):
             self._on_result_at(end - start, result, end)
         return result
 
@@ -540,7 +539,7 @@ class CircuitBreaker:
             self._on_error_at(end - start, exc, end)
             raise
         end = monotonic()
-        if not (self._lock_free_success and self._queue_success(end - start, end)):
+        if not self._queue_success(end - start, end):
             self._on_result_at(end - start, result, end)
         return result
 
@@ -565,7 +564,7 @@ class CircuitBreaker:
                 on_error_at(end - start, exc, end)
                 raise
             end = monotonic()
-            if not (breaker._lock_free_success and queue_success(end - start, end)):
+            if not queue_success(end - start, end):
                 on_result_at(end - start, result, end)
             return result
 
@@ -591,7 +590,7 @@ class CircuitBreaker:
                 on_error_at(end - start, exc, end)
                 raise
             end = monotonic()
-            if not (breaker._lock_free_success and queue_success(end - start, end)):
+            if not queue_success(end - start, end):
                 on_result_at(end - start, result, end)
             return result
 
@@ -740,7 +739,7 @@ class CircuitBreaker:
         Only in CLOSED, with no result predicate and no success listener, and once the
         window holds the minimum number of calls: then a success cannot trip the breaker.
         """
-        self._lock_free_success = (
+        self._main_window.allow_queue(
             self._state is _CLOSED
             and self._record_result is None
             and not self.events.wants(CircuitBreakerOnSuccessEvent)

@@ -196,8 +196,8 @@ class OrderedProvider(Generic[T]):
             circuit_breaker if isinstance(circuit_breaker, CircuitBreakerConfig) else None
         )
         breakers = self._make_breakers(circuit_breaker, n, names)
-        self._retry = retry if isinstance(retry, Retry) else Retry(
-            f"{name}-retry", retry, clock=self._clock
+        self._retry = (
+            retry if isinstance(retry, Retry) else Retry(f"{name}-retry", retry, clock=self._clock)
         )
         self._fallback_exceptions = fallback_exceptions
         self._health_check = health_check
@@ -246,8 +246,7 @@ class OrderedProvider(Generic[T]):
     ) -> list[Any]:
         if spec is None or isinstance(spec, CircuitBreakerConfig):
             return [
-                self._new_breaker(names[i] if names else f"target-{i + 1}", spec)
-                for i in range(n)
+                self._new_breaker(names[i] if names else f"target-{i + 1}", spec) for i in range(n)
             ]
         items = list(spec)
         if len(items) != n:
@@ -542,14 +541,20 @@ class OrderedProvider(Generic[T]):
             return
         slot = slots[index - 1]
         self._set_health(slot, healthy)
-        _log.info("%s: target %d (%s) is %s", self.name, index, slot.name,
-                  "healthy" if healthy else "unhealthy")
+        _log.info(
+            "%s: target %d (%s) is %s",
+            self.name,
+            index,
+            slot.name,
+            "healthy" if healthy else "unhealthy",
+        )
         if not healthy and slot is self._active:
             try:
                 self._failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
             except Exception as exc:
-                _log.warning("%s: target %d is unhealthy and no other is eligible: %s",
-                             self.name, index, exc)
+                _log.warning(
+                    "%s: target %d is unhealthy and no other is eligible: %s", self.name, index, exc
+                )
 
     def run_health_checks(self) -> None:
         """Run one health-check round now (and the failback check), on this thread."""
@@ -744,7 +749,8 @@ class OrderedProvider(Generic[T]):
                 st.move_to(self._active)
                 return _RUN
             reason = (
-                SwitchReason.HEALTH_CHECK if st.slot.healthy is False
+                SwitchReason.HEALTH_CHECK
+                if st.slot.healthy is False
                 else SwitchReason.CIRCUIT_BREAKER
             )
             return self._failover_step(st, reason)
@@ -801,8 +807,9 @@ class OrderedProvider(Generic[T]):
             if self._monitor is not None and index:
                 self._monitor.mark(index, False, notify=False)
             self._set_health(st.slot, False)
-            _log.warning("%s: target %d (%s) failed a probe after %r", self.name, index,
-                         st.slot.name, st.exc)
+            _log.warning(
+                "%s: target %d (%s) failed a probe after %r", self.name, index, st.slot.name, st.exc
+            )
 
     def _after_probe_failed(self, slot: _Slot[T], exc: BaseException) -> None:
         """Mark ``slot`` down after a failed probe and switch away from it if it is active."""
@@ -819,8 +826,9 @@ class OrderedProvider(Generic[T]):
 
     # ------------------------------------------------------------------- live reconfiguration
 
-    def add_target(self, target: T, *, name: str | None = None, weight: float = 1.0,
-                   breaker: Any = None) -> int:
+    def add_target(
+        self, target: T, *, name: str | None = None, weight: float = 1.0, breaker: Any = None
+    ) -> int:
         """Append a target; returns its 1-based index."""
         _check_weight(weight)
         with self._lock:

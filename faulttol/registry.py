@@ -74,9 +74,7 @@ class _Registry(Generic[C, I]):
 
     def _check_config(self, what: str, config: object) -> None:
         if not isinstance(config, self._config_type):
-            raise TypeError(
-                f"{what} must be a {self._config_type.__name__}, got {config!r}"
-            )
+            raise TypeError(f"{what} must be a {self._config_type.__name__}, got {config!r}")
 
     @property
     def default_config(self) -> C:

@@ -89,8 +89,7 @@ class MaxRetriesExceededError(Exception):
 
     def __init__(self, retry_name: str, attempts: int, last_result: object) -> None:
         super().__init__(
-            f"Retry '{retry_name}' exhausted {attempts} attempt(s); "
-            f"last result: {last_result!r}"
+            f"Retry '{retry_name}' exhausted {attempts} attempt(s); last result: {last_result!r}"
         )
         self.retry_name = retry_name
         self.attempts = attempts

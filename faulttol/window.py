@@ -16,7 +16,9 @@ serialised by the caller (the breaker's lock). :meth:`try_queue_success` is the 
 may run concurrently with anything, without a lock. It queues a fast (not slow) success in a
 thread-safe deque when that cannot make any rate rise before the next locked operation, which
 folds the queue into the totals first. This keeps the breaker's success path lock-free; a
-``False`` answer means "record it the ordinary way".
+``False`` answer means "record it the ordinary way". Queueing is off until the owner turns it
+on with :meth:`allow_queue` (the breaker does once a success can no longer trip it) and after
+every :meth:`reset`.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class CountWindow:
         "_durations",
         "_next",
         "_queue",
+        "_queue_max_duration",
         "_queued",
         "_size",
         "_slow_threshold",
@@ -119,6 +122,9 @@ class CountWindow:
         _check_window_args(size, slow_call_duration_threshold)
         self._size = size
         self._slow_threshold = float(slow_call_duration_threshold)
+        # The longest success that may be queued: the slow threshold, or -inf (queueing off),
+        # so that one comparison decides on the hot path.
+        self._queue_max_duration = _NEVER
         # Empty slots hold code 0 and duration 0.0, so they never need special-casing.
         self._codes = [0] * size
         self._durations = [0.0] * size
@@ -158,15 +164,20 @@ class CountWindow:
         self._next = 0 if i == self._size else i
 
     def try_queue_success(self, duration: float, now: float = 0.0) -> bool:
-        """Queue a success without the lock; ``False`` when it is slow (record it instead).
+        """Queue a success without the lock; ``False`` (record it instead) when it is slow or
+        queueing is off.
 
         A success can only lower the rates of a count window, so a queued one is folded in
         at the next locked operation without changing any decision.
         """
-        if duration > self._slow_threshold:
+        if duration > self._queue_max_duration:
             return False
         self._queue(duration)
         return True
+
+    def allow_queue(self, allowed: bool) -> None:
+        """Turn :meth:`try_queue_success` on or off."""
+        self._queue_max_duration = self._slow_threshold if allowed else _NEVER
 
     def refresh(self, now: float = 0.0) -> None:
         """Fold queued successes into the totals."""
@@ -185,7 +196,8 @@ class CountWindow:
         )
 
     def reset(self) -> None:
-        """Forget every outcome."""
+        """Forget every outcome (and turn queueing off)."""
+        self._queue_max_duration = _NEVER
         self._queued.clear()
         self._codes = [0] * self._size
         self._durations = [0.0] * self._size
@@ -257,6 +269,7 @@ class TimeWindow:
         "_head",
         "_head_second",
         "_queue",
+        "_queue_allowed",
         "_queue_until",
         "_queued",
         "_size",
@@ -276,7 +289,9 @@ class TimeWindow:
         self._head_second: int | None = None
         self._queued: deque[float] = deque()
         self._queue = self._queued.append
-        # Successes ending before this time belong to the head bucket and may be queued.
+        # Successes ending before this time belong to the head bucket and may be queued
+        # (-inf while queueing is off).
+        self._queue_allowed = False
         self._queue_until = _NEVER
         self.total_calls = 0
         self.failed_calls = 0
@@ -310,7 +325,8 @@ class TimeWindow:
 
         Refused (``False``: record it instead) when it is slow, when ``now`` is past the
         newest bucket (rolling the ring may expire calls and so raise a rate: that needs the
-        lock), or when too many successes are queued already (constant memory).
+        lock), when too many successes are queued already (constant memory), or when
+        queueing is off.
         """
         if (
             duration > self._slow_threshold
@@ -326,7 +342,7 @@ class TimeWindow:
         if self._queued:
             queued = self._queued
             n = len(queued)
-            total = math.fsum(starmap(queued.popleft, repeat((), n)))
+            total = sum(starmap(queued.popleft, repeat((), n)))
             bucket = self._buckets[self._head]
             bucket.calls += n
             bucket.duration += total
@@ -346,8 +362,15 @@ class TimeWindow:
             math.fsum(b.duration for b in self._buckets),
         )
 
+    def allow_queue(self, allowed: bool) -> None:
+        """Turn :meth:`try_queue_success` on or off."""
+        self._queue_allowed = allowed
+        head = self._head_second
+        self._queue_until = float(head + 1) if allowed and head is not None else _NEVER
+
     def reset(self) -> None:
-        """Forget every outcome."""
+        """Forget every outcome (and turn queueing off)."""
+        self._queue_allowed = False
         self._queued.clear()
         for bucket in self._buckets:
             bucket.clear()
@@ -374,7 +397,8 @@ class TimeWindow:
             self._head_second = second
         else:  # an older `now` (a racing caller): count it in the newest bucket
             return
-        self._queue_until = float(second + 1)
+        if self._queue_allowed:
+            self._queue_until = float(second + 1)
 
     def _expire(self, bucket: _Bucket) -> None:
         if bucket.calls:

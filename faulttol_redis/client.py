@@ -134,8 +134,10 @@ def _run_pipeline(db: Database, stack: list[Any], scripts: set[Any], transaction
                   shard_hint: Any, raise_on_error: bool) -> list[Any]:
     pipe = db.client.pipeline(transaction, shard_hint)
     try:
-        pipe.command_stack = list(stack)
-        pipe.scripts = set(scripts)
+        for args, options in stack:  # replayed through the public API: standalone or cluster
+            pipe.pipeline_execute_command(*args, **options)
+        if scripts and hasattr(pipe, "scripts"):
+            pipe.scripts = set(scripts)
         return pipe.execute(raise_on_error)  # type: ignore[no-any-return]
     finally:
         pipe.reset()
