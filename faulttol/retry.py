@@ -88,8 +88,10 @@ class MaxRetriesExceededError(Exception):
     """
 
     def __init__(self, retry_name: str, attempts: int, last_result: object) -> None:
+        # The result itself stays out of the message (it may be large or sensitive).
         super().__init__(
-            f"Retry '{retry_name}' exhausted {attempts} attempt(s); last result: {last_result!r}"
+            f"Retry '{retry_name}' exhausted {attempts} attempt(s); the last result "
+            f"({type(last_result).__name__}) still asked for a retry"
         )
         self.retry_name = retry_name
         self.attempts = attempts

@@ -339,9 +339,21 @@ def test_mypy_sees_the_original_signature(tmp_path: Path) -> None:
     target.write_text(source)
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-         "--config-file", str(root / "pyproject.toml"), str(target)],
-        capture_output=True, text=True, cwd=root, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--config-file",
+            str(root / "pyproject.toml"),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+        check=False,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert {line.split(":")[1] for line in errors} == {"18", "23"}, proc.stdout

@@ -210,9 +210,7 @@ def test_pybreaker_listeners_are_notified() -> None:
     adapter.call(lambda a, b: a + b, 1, b=2)
     with pytest.raises(OSError):
         adapter.call(fail, OSError())
-    assert recorder.kinds() == [
-        "before_call", "success", "before_call", "failure", "state_change"
-    ]
+    assert recorder.kinds() == ["before_call", "success", "before_call", "failure", "state_change"]
     assert recorder.log[0] == ("before_call", (1,), {"b": 2})
     assert recorder.log[-1] == ("state_change", "n", "closed", "open")
 

@@ -87,8 +87,9 @@ def test_unknown_configuration_name() -> None:
 def test_add_configuration_rules() -> None:
     registry = CircuitBreakerRegistry()
     registry.add_configuration("a", SMALL)
-    registry.add_configuration("a", CircuitBreakerConfig(sliding_window_size=10,
-                                                         minimum_number_of_calls=5))
+    registry.add_configuration(
+        "a", CircuitBreakerConfig(sliding_window_size=10, minimum_number_of_calls=5)
+    )
     with pytest.raises(ValueError, match="'a'"):
         registry.add_configuration("a", SLOW)
     with pytest.raises(ValueError, match="reserved"):

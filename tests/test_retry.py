@@ -247,9 +247,7 @@ def test_exhausted_reraises_last_exception_unchanged() -> None:
     assert info.value is last
     assert info.value.__cause__ is None
     # the traceback still reaches the frame that raised it
-    assert any(
-        frame.name == "_next" for frame in info.traceback
-    ), "original raise frame missing"
+    assert any(frame.name == "_next" for frame in info.traceback), "original raise frame missing"
     assert fn.calls == 3
     assert clock.sleeps == [0.5, 1.0]
     error = events[-1]
@@ -268,8 +266,9 @@ def test_default_backoff_schedule_doubles() -> None:
 
 def test_custom_backoff_and_max_wait_cap() -> None:
     clock = FakeClock()
-    config = RetryConfig(max_attempts=5, wait_duration=1.0, backoff_multiplier=3.0,
-                         max_wait_duration=5.0)
+    config = RetryConfig(
+        max_attempts=5, wait_duration=1.0, backoff_multiplier=3.0, max_wait_duration=5.0
+    )
     retry = Retry("r", config, clock=clock)
     with pytest.raises(OSError):
         retry.call(Flaky(*(OSError() for _ in range(5))))
@@ -341,8 +340,9 @@ def test_wait_for_matches_schedule() -> None:
 def test_wait_for_is_exponential_and_capped(
     wait: float, multiplier: float, cap: float | None, attempt: int
 ) -> None:
-    retry = Retry("r", RetryConfig(wait_duration=wait, backoff_multiplier=multiplier,
-                                   max_wait_duration=cap))
+    retry = Retry(
+        "r", RetryConfig(wait_duration=wait, backoff_multiplier=multiplier, max_wait_duration=cap)
+    )
     expected = wait * multiplier ** (attempt - 1)
     if cap is not None:
         expected = min(expected, cap)
@@ -405,8 +405,9 @@ def test_exception_outside_retry_exceptions_is_not_retried() -> None:
 
 def test_non_retryable_exception_on_a_later_attempt_stops_the_loop() -> None:
     clock = FakeClock()
-    retry = Retry("r", RetryConfig(max_attempts=5, retry_exceptions=(ConnectionError,)),
-                  clock=clock)
+    retry = Retry(
+        "r", RetryConfig(max_attempts=5, retry_exceptions=(ConnectionError,)), clock=clock
+    )
     events = recorder(retry)
     fatal = ValueError("fatal")
     fn = Flaky(ConnectionError(), fatal)
@@ -436,8 +437,11 @@ def test_retry_on_exception_predicate_decides_instead_of_list() -> None:
 
 
 def test_ignore_wins_over_predicate() -> None:
-    retry = Retry("r", RetryConfig(retry_on_exception=lambda e: True,
-                                   ignore_exceptions=(KeyError,)), clock=FakeClock())
+    retry = Retry(
+        "r",
+        RetryConfig(retry_on_exception=lambda e: True, ignore_exceptions=(KeyError,)),
+        clock=FakeClock(),
+    )
     fn = Flaky(KeyError())
     with pytest.raises(KeyError):
         retry.call(fn)
@@ -516,8 +520,9 @@ def test_result_predicate_exhausted_returns_last_result() -> None:
 
 def test_fail_after_max_attempts_raises() -> None:
     clock = FakeClock()
-    config = RetryConfig(max_attempts=4, retry_on_result=lambda r: r == "busy",
-                         fail_after_max_attempts=True)
+    config = RetryConfig(
+        max_attempts=4, retry_on_result=lambda r: r == "busy", fail_after_max_attempts=True
+    )
     retry = Retry("orders", config, clock=clock)
     events = recorder(retry)
     fn = Flaky(final="busy")
@@ -525,7 +530,10 @@ def test_fail_after_max_attempts_raises() -> None:
         retry.call(fn)
     err = info.value
     assert (err.retry_name, err.attempts, err.last_result) == ("orders", 4, "busy")
-    assert "orders" in str(err) and "4" in str(err)
+    assert str(err) == (
+        "Retry 'orders' exhausted 4 attempt(s); the last result (str) still asked for a retry"
+    )
+    assert "busy" not in str(err)
     assert fn.calls == 4
     assert clock.sleeps == [0.5, 1.0, 2.0]
     assert isinstance(events[-1], RetryOnErrorEvent) and events[-1].result == "busy"
@@ -543,8 +551,9 @@ def test_fail_after_max_attempts_does_not_change_exception_exhaustion() -> None:
 
 def test_mixed_exception_and_result_retries() -> None:
     clock = FakeClock()
-    retry = Retry("r", RetryConfig(max_attempts=4, retry_on_result=lambda r: r is None),
-                  clock=clock)
+    retry = Retry(
+        "r", RetryConfig(max_attempts=4, retry_on_result=lambda r: r is None), clock=clock
+    )
     fn = Flaky(OSError(), None, final="done")
     assert retry.call(fn) == "done"
     assert clock.sleeps == [0.5, 1.0]
@@ -599,8 +608,12 @@ def test_record_methods_build_nothing_without_listeners(monkeypatch: pytest.Monk
         def __init__(self, *args: object, **kwargs: object) -> None:
             built.append(self)
 
-    for name in ("RetryOnRetryEvent", "RetryOnSuccessEvent", "RetryOnErrorEvent",
-                 "RetryOnIgnoredErrorEvent"):
+    for name in (
+        "RetryOnRetryEvent",
+        "RetryOnSuccessEvent",
+        "RetryOnErrorEvent",
+        "RetryOnIgnoredErrorEvent",
+    ):
         monkeypatch.setattr(retry_module, name, Spy)
     retry = Retry("r", clock=FakeClock())
     with pytest.raises(OSError):
@@ -655,8 +668,11 @@ def test_decorate_rejects_non_callable() -> None:
 
 def test_decorated_result_predicate_and_ignored() -> None:
     clock = FakeClock()
-    retry = Retry("r", RetryConfig(retry_on_result=lambda r: r == 0,
-                                   ignore_exceptions=(KeyError,)), clock=clock)
+    retry = Retry(
+        "r",
+        RetryConfig(retry_on_result=lambda r: r == 0, ignore_exceptions=(KeyError,)),
+        clock=clock,
+    )
     fn = Flaky(0, final=5)
     wrapped = retry.decorate(fn)
     assert wrapped() == 5
@@ -697,8 +713,11 @@ async def test_async_exhaustion_reraises_same_exception() -> None:
 
 async def test_async_ignored_and_result_predicate() -> None:
     clock = FakeClock()
-    config = RetryConfig(ignore_exceptions=(KeyError,), retry_on_result=lambda r: r is None,
-                         fail_after_max_attempts=True)
+    config = RetryConfig(
+        ignore_exceptions=(KeyError,),
+        retry_on_result=lambda r: r is None,
+        fail_after_max_attempts=True,
+    )
     retry = Retry("r", config, clock=clock)
     events = recorder(retry)
     fn = Flaky(KeyError())
