@@ -66,6 +66,16 @@ class Database:
                 )
             return self._probe_client
 
+    def retire(self) -> None:
+        """The database was removed: close idle connections now, leaving in-flight commands
+        to finish on theirs (closed with the provider)."""
+        for c in (self._probe_client, self._fast_probe_client):
+            if c is not None:
+                c.close()
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+
     def close(self) -> None:
         """Close every client of this database."""
         for c in (self.client, self._probe_client, self._fast_probe_client):
@@ -101,6 +111,7 @@ class FailoverProvider(OrderedProvider[Database]):
         self.config = config
         self._checks: tuple[HealthCheck, ...] = tuple(config.health_checks)
         self._checks_lock = threading.Lock()
+        self._retired: list[Database] = []
         databases = [Database(c, config.health_check_timeout) for c in config.databases]
         try:
             super().__init__(
@@ -240,15 +251,17 @@ class FailoverProvider(OrderedProvider[Database]):
     def remove_database(self, index: int) -> None:
         """Remove database ``index``; the active one is switched away from first."""
         db = self.remove_target(index)
-        db.close()
+        db.retire()
+        with self._lock:
+            self._retired.append(db)
 
     # ------------------------------------------------------------------------------- close
 
     def close(self) -> None:
         """Stop health checks and close every database's clients. Idempotent."""
         super().close()
-        for slot in list(self._slots):
-            slot.target.close()
+        for db in [s.target for s in list(self._slots)] + self._retired:
+            db.close()
 
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._slots)
