@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from faulttol_redis import (
     DatabaseConfig,
