@@ -676,3 +676,28 @@ def test_docs_example_runs(tmp_path: Path) -> None:
     assert 'faulttol_provider_switches_total{provider="shop",reason="circuit_breaker"} 1.0' in (
         out.stdout
     )
+
+
+@pytest.mark.xfail(
+    reason="OrderedProvider.status() reads breaker.metrics, which a PyBreakerAdapter lacks",
+    raises=AttributeError,
+    strict=True,
+)
+def test_pybreaker_targets_export_their_state_only() -> None:
+    import pybreaker
+
+    breakers = [pybreaker.CircuitBreaker(fail_max=1, name=f"pb{i}") for i in (1, 2)]
+    provider = OrderedProvider(["a", "b"], circuit_breaker=breakers, name="legacy",
+                               clock=FakeClock())
+    registry, exporter = fresh()
+    exporter.register_provider(provider)
+    breakers[0].open()
+    s = Scrape(registry)
+    labels = {"name": "pb1", "provider": "legacy", "index": "1", "target": "target-1"}
+    assert states(s, **labels) == only("open")
+    assert states(s, **{**labels, "name": "pb2", "index": "2", "target": "target-2"}) == only(
+        "closed")
+    assert not any(dict(k).get("provider") == "legacy"
+                   for k in s.series("faulttol_circuit_breaker_calls_total"))
+    assert not any(dict(k).get("provider") == "legacy"
+                   for k in s.series("faulttol_circuit_breaker_failure_rate_percent"))

@@ -607,8 +607,17 @@ class _ProviderEntry:
                 self.targets[id(breaker)] = entry
             return entry
 
-    def keep_only(self, breakers: Sequence[Any]) -> None:
-        alive = {id(b) for b in breakers}
+    def prune(self) -> None:
+        """Forget the breakers of removed targets.
+
+        Reads the provider afresh (not the rows of this collection), so a target added by
+        another thread meanwhile keeps its counts.
+        """
+        provider = self.provider
+        try:
+            alive = {id(provider.breaker(i)) for i in range(1, len(provider) + 1)}
+        except ValueError:
+            return  # a target was removed meanwhile: prune at the next collection
         with self.lock:
             for key in [k for k in self.targets if k not in alive]:
                 del self.targets[key]
@@ -722,7 +731,7 @@ class MetricsCollector:
                     "target": str(row["name"]),
                 }
                 out.append(_read_breaker(breaker, entry.counts, labels))
-            p.keep_only([b for _, b in rows])
+            p.prune()
         return out
 
     def retry_samples(self) -> list[RetrySample]:
