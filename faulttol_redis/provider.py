@@ -9,94 +9,54 @@ with a connection error, persistence of the active index across restarts, Redis-
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-import threading
 from typing import Any
 
 import redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faulttol.health import run_probes
-from faulttol.provider import OrderedProvider, SwitchEvent
 
+from ._provider_base import TIMEOUT_PROBE_TIMEOUT, _DatabaseBase, _RedisProviderBase
 from .config import DatabaseConfig, MultiDbConfig
-from .errors import NoValidDatabaseError, TemporaryUnavailableError
-from .healthcheck import HealthCheck
 
 __all__ = ["TIMEOUT_PROBE_TIMEOUT", "Database", "FailoverProvider"]
 
 _log = logging.getLogger("faulttol_redis.provider")
 
-TIMEOUT_PROBE_TIMEOUT = 0.1
-"""Seconds the on-the-spot probe waits after a command *timed out* (the command already
-waited its socket timeout; a database that cannot answer PING in 100 ms is left)."""
 
+class Database(_DatabaseBase):
+    """One database: its config, the ``redis.Redis`` command client, and probe clients."""
 
-class Database:
-    """One database: its config, the command client, and lazily made probe clients."""
+    __slots__ = ()
 
-    __slots__ = ("_fast_probe_client", "_lock", "_probe_client", "client", "config",
-                 "probe_timeout")
-
-    def __init__(self, config: DatabaseConfig, probe_timeout: float) -> None:
-        self.config = config
-        self.client: Any = config.create_client()
-        self.probe_timeout = probe_timeout
-        self._probe_client: Any = None
-        self._fast_probe_client: Any = None
-        self._lock = threading.Lock()
+    def _new_client(self, **overrides: Any) -> Any:
+        return self.config.create_client(**overrides)
 
     def probe_client(self, *, fast: bool = False) -> Any:
         """A client with short timeouts for health checks (not sharing the command pool)."""
-        with self._lock:
-            if fast:
-                if self._fast_probe_client is None:
-                    t = min(self.probe_timeout, TIMEOUT_PROBE_TIMEOUT)
-                    self._fast_probe_client = self.config.create_client(
-                        socket_timeout=t, socket_connect_timeout=t
-                    )
-                return self._fast_probe_client
-            if self._probe_client is None:
-                t = self.probe_timeout
-                self._probe_client = self.config.create_client(
-                    socket_timeout=t, socket_connect_timeout=t
-                )
-            return self._probe_client
+        return self._get_probe_client(fast)
 
     def retire(self) -> None:
         """The database was removed: close idle connections now, leaving in-flight commands
         to finish on theirs (closed with the provider)."""
-        for c in (self._probe_client, self._fast_probe_client):
-            if c is not None:
-                c.close()
+        for c in self._clients()[1:]:
+            c.close()
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             pool.disconnect(inuse_connections=False)
 
     def close(self) -> None:
         """Close every client of this database."""
-        for c in (self.client, self._probe_client, self._fast_probe_client):
-            if c is not None:
-                try:
-                    c.close()
-                except Exception:  # pragma: no cover - best effort on shutdown
-                    _log.debug("closing a client of %s failed", self.config.display_name,
-                               exc_info=True)
-
-    def __repr__(self) -> str:
-        return f"Database({self.config.display_name!r})"
+        for c in self._clients():
+            try:
+                c.close()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("closing a client of %s failed", self.config.display_name,
+                           exc_info=True)
 
 
-def _unavailable(permanent: bool, message: str) -> BaseException:
-    if permanent:
-        return NoValidDatabaseError(message)
-    return TemporaryUnavailableError(message)
-
-
-class FailoverProvider(OrderedProvider[Database]):
+class FailoverProvider(_RedisProviderBase[Database]):
     """Fails over between the databases of a :class:`MultiDbConfig` (1-based indices).
 
     Starts on the first healthy database in strategy order (or the index persisted in
@@ -106,83 +66,32 @@ class FailoverProvider(OrderedProvider[Database]):
 
     def __init__(self, config: MultiDbConfig, *, clock: Any = None,
                  start_health_checks: bool = True) -> None:
-        if not isinstance(config, MultiDbConfig):
-            raise TypeError(f"config must be a MultiDbConfig, got {type(config).__name__}")
-        self.config = config
-        self._checks: tuple[HealthCheck, ...] = tuple(config.health_checks)
-        self._checks_lock = threading.Lock()
-        self._retired: list[Database] = []
-        databases = [Database(c, config.health_check_timeout) for c in config.databases]
+        super().__init__(config, clock=clock, health_check=self._check_database,
+                         probe=self._probe_database)
         try:
-            super().__init__(
-                databases,
-                circuit_breaker=config.circuit_breaker,
-                retry=config.retry,
-                fallback_exceptions=tuple(config.fallback_exceptions),
-                health_check=self._check_database if self._checks else None,
-                health_check_interval=config.health_check_interval,
-                auto_failback_interval=config.auto_failback_interval,
-                clock=clock,
-                names=[c.display_name for c in config.databases],
-                weights=[c.weight for c in config.databases],
-                strategy=config.failover_strategy,
-                probe=self._probe_database if self._checks else None,
-                auto_failback_grace_period=config.auto_failback_grace_period,
-                failover_attempts=config.failover_attempts,
-                failover_delay=config.failover_delay,
-                unavailable_error=_unavailable,
-                name="faulttol-redis",
-                start_health_checks=False,
-            )
             self._choose_initial()
         except BaseException:
-            for db in databases:
-                db.close()
+            self._discard_databases(self._all_databases())
             raise
-        if config.active_index_store is not None:
-            self.add_switch_listener(self._persist_active_index)
         if start_health_checks and self._monitor is not None:
             self._monitor.start()
+
+    def _new_database(self, config: DatabaseConfig) -> Database:
+        return Database(config, self.config.health_check_timeout)
+
+    def _discard_databases(self, databases: list[Database]) -> None:
+        for db in databases:
+            db.close()
 
     # ------------------------------------------------------------------------------ startup
 
     def _choose_initial(self) -> None:
-        stored = self._read_stored_index()
-        if stored is not None and 1 <= stored <= len(self):
-            slot = self._slots[stored - 1]
-            if self._run_probe(slot, None):
-                self._set_health(slot, True)
-                self._active = slot
-                _log.info("starting on database %d (%s), as stored", stored, slot.name)
-                return
-        index = self.start_on_first_healthy()
-        _log.info("starting on database %d (%s)", index, self._active.name)
-
-    def _read_stored_index(self) -> int | None:
-        path = self.config.active_index_store
-        if path is None:
-            return None
-        try:
-            with open(path, encoding="ascii") as f:
-                return int(f.read().strip())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            _log.warning("ignoring an unreadable active_index_store %r", str(path))
-            return None
-
-    def _persist_active_index(self, event: SwitchEvent) -> None:
-        path = os.fspath(self.config.active_index_store or "")
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".faulttol-index-")
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(f"{event.index}\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        slot = self._stored_slot()
+        if slot is not None and self._run_probe(slot, None):
+            self._start_on_stored(slot)
+            return
+        self.start_on_first_healthy()
+        self._log_start()
 
     # ------------------------------------------------------------------------ health checks
 
@@ -207,19 +116,7 @@ class FailoverProvider(OrderedProvider[Database]):
         except Exception:
             return False
 
-    def add_health_check(self, check: HealthCheck) -> None:
-        """Add a health check run for every database from the next round on."""
-        if not callable(getattr(check, "check", None)):
-            raise TypeError("check must have a check(client, database) method")
-        with self._checks_lock:
-            self._checks = (*self._checks, check)
-
     # ------------------------------------------------------------------------------ queries
-
-    @property
-    def databases(self) -> tuple[DatabaseConfig, ...]:
-        """The database configs, in index order."""
-        return tuple(s.target.config for s in self._slots)
 
     def client(self, index: int | None = None) -> redis.Redis:
         """The ``redis.Redis`` client of database ``index`` (default: the active one)."""
@@ -228,42 +125,18 @@ class FailoverProvider(OrderedProvider[Database]):
         self._check_index_range(index)
         return self._slots[index - 1].target.client  # type: ignore[no-any-return]
 
-    def status(self) -> list[dict[str, Any]]:
-        """One dict per database: index, name, endpoint, weight, healthy, breaker, active."""
-        rows = super().status()
-        for row, slot in zip(rows, list(self._slots), strict=False):
-            row["endpoint"] = slot.target.config.endpoint
-        return rows
-
     # ------------------------------------------------------------------- live reconfiguration
 
-    def add_database(self, config: DatabaseConfig) -> int:
-        """Append a database; returns its 1-based index. ``ValueError`` for a duplicate."""
-        if not isinstance(config, DatabaseConfig):
-            raise TypeError(f"config must be a DatabaseConfig, got {type(config).__name__}")
-        with self._lock:
-            for existing in self.databases:
-                if existing.endpoint_key == config.endpoint_key:
-                    raise ValueError(f"duplicate endpoint {config.endpoint}")
-            db = Database(config, self.config.health_check_timeout)
-            return self.add_target(db, name=config.display_name, weight=config.weight)
-
     def remove_database(self, index: int) -> None:
-        """Remove database ``index``; the active one is switched away from first."""
-        db = self.remove_target(index)
-        db.retire()
-        with self._lock:
-            self._retired.append(db)
+        """Remove database ``index``; the active one is switched away from first. Its
+        in-flight commands finish; its connections close as they become idle or with the
+        provider."""
+        self._remove_and_keep(index).retire()
 
     # ------------------------------------------------------------------------------- close
 
     def close(self) -> None:
         """Stop health checks and close every database's clients. Idempotent."""
         super().close()
-        for db in [s.target for s in list(self._slots)] + self._retired:
+        for db in self._all_databases():
             db.close()
-
-    def __repr__(self) -> str:
-        names = ", ".join(s.name for s in self._slots)
-        return f"FailoverProvider(databases=[{names}], active_index={self.active_index})"
-
