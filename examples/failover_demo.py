@@ -21,10 +21,8 @@ import time
 
 import redis
 
-from faulttol.provider import SwitchEvent
+from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig, SwitchEvent
 from faulttol_redis._server import RedisServer
-from faulttol_redis.client import FailoverRedis
-from faulttol_redis.config import DatabaseConfig, MultiDbConfig
 
 
 def wait_until(predicate: object, timeout: float = 5.0) -> bool:

@@ -178,6 +178,14 @@ def test_concepts_has_both_state_diagrams() -> None:
     assert "+--------" in text, "the plain-text diagram is missing"
 
 
+@pytest.mark.parametrize("module_name", ["faulttol", "faulttol_redis", "faulttol.events"])
+def test_every_public_name_is_documented(module_name: str) -> None:
+    text = "".join((DOCS / page).read_text(encoding="utf-8") for page in DOC_PAGES)
+    module = importlib.import_module(module_name)
+    missing = [name for name in module.__all__ if not re.search(rf"\b{name}\b", text)]
+    assert not missing, f"{module_name} names missing from the docs: {missing}"
+
+
 def test_docs_have_runnable_blocks() -> None:
     runnable = [b for b in BLOCKS if b.marker != NO_RUN]
     assert len(runnable) >= 20
