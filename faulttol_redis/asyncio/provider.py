@@ -1,0 +1,375 @@
+"""The asyncio FailoverProvider: the sync provider's semantics, driven by the event loop.
+
+It is the same :class:`faulttol.provider.OrderedProvider` state machine (failover, failback,
+eligibility, breakers, retries) as the sync provider, over ``redis.asyncio`` clients; only the
+I/O differs: commands run through ``execute_with_async``, probes and health checks await
+``HealthCheck.check_async`` on probe clients with ``health_check_timeout``, and the periodic
+health checks are one asyncio task per provider instead of a thread.
+
+Startup is lazy. Constructing the provider does no I/O (and needs no running loop); the first
+thing that needs a database — a command, :meth:`FailoverProvider.initialize`, ``async with``,
+:meth:`~FailoverProvider.set_active_index` or :meth:`~FailoverProvider.run_health_checks` —
+connects in order: the stored index (``active_index_store``) if it answers, else the first
+healthy database in strategy order. Then the health-check task starts on the running loop. So
+``FailoverRedis.from_config(config)`` followed by ``await client.set(...)`` just works; call
+``await provider.initialize()`` to pay the startup cost up front. One provider belongs to one
+event loop.
+
+Switch listeners may be plain functions or coroutine functions. Every listener runs, in
+registration order, for each switch before the call that made the switch returns (a command
+that failed over, ``set_active_index``, ``remove_database``, a health-check round); coroutine
+listeners are awaited. Listeners run one event at a time, in the order of the switches. A
+switch caused by a command run *inside* a listener is delivered after that listener returns.
+Listener exceptions are logged, never raised.
+
+``aclose()`` cancels the health-check task, waits for it, and closes every connection of every
+database (including removed ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from faulttol._clock import SystemClock
+from faulttol.health import run_probes_async
+from faulttol.provider import SwitchEvent
+
+from .._provider_base import PROVIDER_NAME, _DatabaseBase, _RedisProviderBase
+from ..config import DatabaseConfig, MultiDbConfig
+
+if TYPE_CHECKING:
+    from faulttol.provider import _Slot
+
+__all__ = ["AsyncDatabase", "FailoverProvider"]
+
+_log = logging.getLogger("faulttol_redis.asyncio")
+
+R = TypeVar("R")
+
+_FAKE_CLOCK_POLL = 0.005
+"""Real seconds between two looks at a non-system clock by the health-check task."""
+
+_DELIVERING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "faulttol_redis_delivering_switch_events", default=False
+)
+"""True inside switch-listener delivery (a listener's own switches are delivered after it)."""
+
+
+async def _aclose_quietly(client: Any, owner: str) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # pragma: no cover - best effort on shutdown
+        _log.debug("closing a client of %s failed", owner, exc_info=True)
+
+
+class AsyncDatabase(_DatabaseBase):
+    """One database: its config, the ``redis.asyncio`` command client, and probe clients."""
+
+    __slots__ = ()
+
+    def _new_client(self, **overrides: Any) -> Any:
+        return self.config.create_async_client(**overrides)
+
+    async def probe_client(self, *, fast: bool = False) -> Any:
+        """A client with short timeouts for health checks (a cluster client is initialized,
+        so that a check sees its primaries)."""
+        client = self._get_probe_client(fast)
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            await client.initialize()
+        return client
+
+    async def retire(self) -> None:
+        """The database was removed: close its probe clients and idle connections now;
+        in-flight commands finish on theirs (closed by :meth:`aclose`)."""
+        for c in self._clients()[1:]:
+            await _aclose_quietly(c, self.config.display_name)
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        """Close every client (and connection) of this database."""
+        for c in self._clients():
+            await _aclose_quietly(c, self.config.display_name)
+
+
+def _sync_path_unsupported(*_args: object) -> bool:
+    raise RuntimeError(
+        "the asyncio FailoverProvider checks databases with check_async(); "
+        "use its coroutine API (await provider.set_active_index(...), run_health_checks())"
+    )
+
+
+class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
+    """Fails over between the databases of a :class:`MultiDbConfig`, for asyncio.
+
+    The same semantics as :class:`faulttol_redis.FailoverProvider`; see the module docstring
+    for startup, listeners and closing. ``set_active_index``, ``remove_database``,
+    ``run_health_checks``, ``initialize`` and ``aclose`` are coroutines; ``add_database``,
+    ``set_weight``, ``add_health_check`` and ``status`` are plain methods.
+    ``start_health_checks=False`` leaves the periodic checks off (tests drive them with
+    ``await run_health_checks()`` and a ``FakeClock``).
+    """
+
+    def __init__(self, config: MultiDbConfig, *, clock: Any = None,
+                 start_health_checks: bool = True) -> None:
+        super().__init__(config, clock=clock, health_check=_sync_path_unsupported,
+                         probe=_sync_path_unsupported)
+        self._start_health_checks = start_health_checks
+        self._initialized = False
+        self._init_lock = asyncio.Lock()
+        self._health_task: asyncio.Task[None] | None = None
+        self._pending: deque[SwitchEvent] = deque()
+        self._delivery_lock = asyncio.Lock()
+        self._aclosed = False
+
+    def _new_database(self, config: DatabaseConfig) -> AsyncDatabase:
+        return AsyncDatabase(config, self.config.health_check_timeout)
+
+    # ------------------------------------------------------------------------------ startup
+
+    @property
+    def initialized(self) -> bool:
+        """Whether startup (choosing the first database) has run."""
+        return self._initialized
+
+    async def initialize(self) -> None:
+        """Choose the starting database and start the health-check task; idempotent.
+
+        Runs by itself on first use; call it to pay the startup cost up front.
+        """
+        if self._initialized:
+            return
+        if self._closed:
+            raise RuntimeError("the provider is closed")
+        async with self._init_lock:
+            if self.initialized:  # another task may have finished startup meanwhile
+                return
+            await self._choose_initial()
+            self._initialized = True
+            if self._start_health_checks and self._monitor is not None:
+                self._health_task = asyncio.get_running_loop().create_task(
+                    self._health_loop(), name=f"{PROVIDER_NAME}-health"
+                )
+
+    async def _choose_initial(self) -> None:
+        slot = self._stored_slot()
+        if slot is not None and await self._run_probe_async(slot, None):
+            self._start_on_stored(slot)
+            return
+        if self._has_probe():  # connect in order: the first healthy one
+            for slot in self._ranked(self._slots):
+                ok = await self._check_database_async(slot.target)
+                self._set_health(slot, ok)
+                if ok:
+                    with self._lock:
+                        self._active = slot
+                    break
+        self._log_start()
+
+    # ------------------------------------------------------------------------ health checks
+
+    async def _checks_pass_async(self, db: AsyncDatabase, *, fast: bool = False) -> bool:
+        client = await db.probe_client(fast=fast)
+        for check in self._checks:
+            if not await check.check_async(client, db.config):
+                return False
+        return True
+
+    async def _check_database_async(self, db: AsyncDatabase) -> bool:
+        cfg = self.config
+        return await run_probes_async(
+            lambda: self._checks_pass_async(db),
+            probes=cfg.health_check_probes,
+            policy=cfg.health_check_policy,
+            delay=cfg.health_check_probe_delay,
+            clock=self.clock,
+        )
+
+    async def _run_probe_async(self, slot: _Slot[AsyncDatabase], exc: BaseException | None) -> bool:
+        """One probe right after a failed command; quick when the command timed out."""
+        if not self._checks:
+            return True
+        try:
+            return await self._checks_pass_async(
+                slot.target, fast=isinstance(exc, RedisTimeoutError)
+            )
+        except Exception:
+            _log.debug("probe of %s raised", slot.name, exc_info=True)
+            return False
+
+    async def run_health_checks(self) -> None:  # type: ignore[override]
+        """Run one health-check round of every database now (then the failback check)."""
+        await self.initialize()
+        await self._health_round()
+
+    async def _health_round(self) -> None:
+        if self._monitor is not None:
+            slots = list(self._slots)
+            # Databases are checked concurrently. return_exceptions: when this task is
+            # cancelled, gather returns only once every check has finished.
+            results = await asyncio.gather(
+                *(self._check_database_async(s.target) for s in slots), return_exceptions=True
+            )
+            healthy = [r is True for r in results]
+            # Record every result first, so that a failover triggered below chooses with
+            # this round's knowledge of all databases.
+            for slot, ok in zip(slots, healthy, strict=True):
+                if self._index_of(slot):
+                    self._set_health(slot, ok)
+            for slot, ok in zip(slots, healthy, strict=True):
+                index = self._index_of(slot)
+                if index:  # 0: removed meanwhile
+                    self._monitor.mark(index, ok)  # a flip may fail over
+        self._maybe_failback()
+        await self._deliver_pending()
+
+    async def _health_loop(self) -> None:
+        interval = self.config.health_check_interval
+        while not self._closed:
+            try:
+                await self._health_round()
+            except Exception:
+                _log.exception("%s: health check round failed", self.name)
+            await self._sleep(interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        clock = self.clock
+        if isinstance(clock, SystemClock):
+            await asyncio.sleep(seconds)
+            return
+        due = clock.monotonic() + seconds
+        while clock.monotonic() < due:
+            await asyncio.sleep(_FAKE_CLOCK_POLL)
+
+    # --------------------------------------------------------------------- switch listeners
+
+    def _notify(self, event: SwitchEvent | None) -> None:
+        """Queue the event; :meth:`_deliver_pending` runs the listeners."""
+        if event is None:
+            return
+        _log.warning(
+            "%s: switched from database %d to %d (%s)",
+            self.name, event.previous_index, event.index, event.reason.value,
+        )
+        self._pending.append(event)
+
+    async def _deliver_pending(self) -> None:
+        """Run the listeners for every queued event, in order; return once the events
+        queued so far (including ones another task is delivering) are delivered."""
+        if _DELIVERING.get():
+            return  # called from a listener: the delivery loop above picks the event up
+        lock = self._delivery_lock
+        if not self._pending and not lock.locked():
+            return
+        async with lock:
+            token = _DELIVERING.set(True)
+            try:
+                while self._pending:
+                    event = self._pending.popleft()
+                    for listener in self._listeners:
+                        try:
+                            result = listener(event)
+                            if inspect.isawaitable(result):
+                                await result
+                        except Exception:
+                            _log.exception("%s: switch listener %r failed", self.name, listener)
+            finally:
+                _DELIVERING.reset(token)
+
+    async def _recover_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+        slot: _Slot[AsyncDatabase],
+        exc: BaseException | None,
+    ) -> R:
+        try:
+            return await super()._recover_async(fn, args, kwargs, may_replay, slot, exc)
+        finally:
+            if self._pending or self._delivery_lock.locked():
+                await self._deliver_pending()
+
+    # -------------------------------------------------------------------------- switching
+
+    async def set_active_index(  # type: ignore[override]
+        self, index: int, *, force: bool = False
+    ) -> None:
+        """Make database ``index`` (1-based) active: manual failover or failback.
+
+        Unless ``force``, the database is probed now and refused with ``ValueError`` if
+        unhealthy. Switching to the active index is a no-op. The database's breaker closes.
+        """
+        await self.initialize()
+        self._check_index_range(index)
+        slot = self._slots[index - 1]
+        if not force and self._has_probe():
+            ok = await self._run_probe_async(slot, None)
+            self._set_health(slot, ok)
+            if not ok:
+                raise ValueError(f"database {index} ({slot.name}) is unhealthy; use force=True")
+        self._notify(self._manual_switch(slot, index))
+        await self._deliver_pending()
+
+    # ------------------------------------------------------------------------------ queries
+
+    def client(self, index: int | None = None) -> redis.asyncio.Redis:
+        """The ``redis.asyncio`` client of database ``index`` (default: the active one)."""
+        if index is None:
+            return self._active.target.client  # type: ignore[no-any-return]
+        self._check_index_range(index)
+        return self._slots[index - 1].target.client  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------- live reconfiguration
+
+    async def remove_database(self, index: int) -> None:
+        """Remove database ``index``; the active one is switched away from first (listeners
+        see ``SwitchEvent(old, new, MANUAL)`` when the active index changes). Its in-flight
+        commands finish; its idle connections close now, the rest with the provider."""
+        db = self._remove_and_keep(index)
+        try:
+            await self._deliver_pending()
+        finally:
+            await db.retire()
+
+    # ------------------------------------------------------------------------------- close
+
+    async def aclose(self) -> None:
+        """Stop the health-check task and close every connection. Idempotent."""
+        if self._aclosed:
+            return
+        self._aclosed = True
+        super().close()
+        task, self._health_task = self._health_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        self._pending.clear()
+        for db in self._all_databases():
+            await db.aclose()
+
+    async def close(self) -> None:  # type: ignore[override]
+        """Alias of :meth:`aclose` (as in ``redis.asyncio``)."""
+        await self.aclose()
+
+    async def __aenter__(self) -> FailoverProvider:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> FailoverProvider:
+        raise TypeError("use 'async with' with the asyncio FailoverProvider")
