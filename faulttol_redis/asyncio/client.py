@@ -192,8 +192,11 @@ async def _run_pipeline(db: AsyncDatabase, stack: list[Any], scripts: set[Any],
                         transaction: bool, shard_hint: Any, raise_on_error: bool) -> list[Any]:
     pipe = db.client.pipeline(transaction, shard_hint)
     try:
-        for args, options in stack:  # replayed through the public API: standalone or cluster
-            pipe.pipeline_execute_command(*args, **options)
+        # Replayed through the public API; an asyncio cluster pipeline buffers on
+        # execute_command (it has no pipeline_execute_command).
+        add = getattr(pipe, "pipeline_execute_command", None) or pipe.execute_command
+        for args, options in stack:
+            add(*args, **options)
         if scripts and hasattr(pipe, "scripts"):
             pipe.scripts = set(scripts)
         return await pipe.execute(raise_on_error)  # type: ignore[no-any-return]
