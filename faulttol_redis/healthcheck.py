@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 if TYPE_CHECKING:
     from .config import DatabaseConfig
@@ -78,34 +79,37 @@ class HealthCheck(Protocol):
 class PingHealthCheck:
     """Healthy when PING answers PONG; for a cluster, when every primary does.
 
-    A cluster with no known primary is unhealthy (never vacuously healthy). Connection errors
-    and timeouts propagate (the probe counts as failed).
+    A cluster is healthy only when its slot map covers every slot and every primary in it
+    answers PING (each within the client's socket timeout). It is never vacuously healthy:
+    no known primary, a hole in the slot map or no reachable node is unhealthy. (redis-py's
+    ``RedisCluster.ping()`` asks one node only, so it answers True while other primaries are
+    down.) When a primary does not answer, the topology is loaded again and the new
+    primaries are asked once more, so that a primary replaced by its replica does not keep
+    the cluster unhealthy. Connection errors and timeouts propagate (the probe counts as
+    failed).
     """
 
     __slots__ = ()
 
     def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.cluster.RedisCluster):
-            primaries = client.get_primaries()  # type: ignore[no-untyped-call]
-            if not primaries:
-                return False
-            for node in primaries:
-                connection = client.get_redis_connection(node)
-                if connection.ping() is not True:
-                    return False
-            return True
+            try:
+                return _every_primary_answers(client)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if not _reload_topology(client):
+                    raise
+                return _every_primary_answers(client)
         return client.ping() is True
 
     async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
-            primaries = client.get_primaries()
-            if not primaries:
-                return False
-            for node in primaries:
-                answer = await node.execute_command("PING")
-                if answer is not True and answer not in (b"PONG", "PONG"):
-                    return False
-            return True
+            await client.initialize()  # a no-op once initialized; raises if no node answers
+            try:
+                return await _every_primary_answers_async(client)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if not await _reload_topology_async(client):
+                    raise
+                return await _every_primary_answers_async(client)
         return await client.ping() is True
 
     def __repr__(self) -> str:
@@ -286,3 +290,50 @@ def _find_bdb_uid(bdbs: Any, host: str) -> Any:
             if (isinstance(dns_name, str) and dns_name.lower() == wanted) or host in addrs:
                 return bdb.get("uid")
     return None
+
+
+# --- cluster probes --------------------------------------------------------------------------
+
+
+def _covers_every_slot(nodes_manager: Any) -> bool:
+    slots = getattr(nodes_manager, "slots_cache", None)
+    if slots is None:  # a redis-py without a slot map we can read: rely on the primaries
+        return True
+    return len(slots) == REDIS_CLUSTER_HASH_SLOTS and all(slots.values())
+
+
+def _every_primary_answers(client: redis.cluster.RedisCluster) -> bool:
+    primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+    if not primaries or not _covers_every_slot(client.nodes_manager):
+        return False
+    return all(client.get_redis_connection(node).ping() is True for node in primaries)
+
+
+def _reload_topology(client: redis.cluster.RedisCluster) -> bool:
+    """Load the slot map again (through any node that answers); False if none does."""
+    try:
+        client.nodes_manager.initialize()
+    except Exception:
+        _log.debug("reloading the cluster topology failed", exc_info=True)
+        return False
+    return True
+
+
+async def _every_primary_answers_async(client: redis.asyncio.cluster.RedisCluster) -> bool:
+    primaries = client.get_primaries()
+    if not primaries or not _covers_every_slot(client.nodes_manager):
+        return False
+    for node in primaries:
+        answer = await node.execute_command("PING")
+        if answer is not True and answer not in (b"PONG", "PONG"):
+            return False
+    return True
+
+
+async def _reload_topology_async(client: redis.asyncio.cluster.RedisCluster) -> bool:
+    try:
+        await client.nodes_manager.initialize()
+    except Exception:
+        _log.debug("reloading the cluster topology failed", exc_info=True)
+        return False
+    return True
