@@ -13,11 +13,12 @@ Rows:
   two (the first active; the second is another idle local server), default config;
 * ``redis-py MultiDBClient, 2 dbs``: redis-py's multi-database client, default config.
 
-The clients take turns in rounds (``--rounds``, default 10, of ``--gets`` GETs each, default
-20,000); the order is reversed every other round so drift and noise hit every row alike.
-The table shows the median and best CPU µs/GET over the rounds, the median wall µs/GET, and
-the ratio to raw: median CPU over median raw CPU, and the median of the per-round ratios
-(each round pairs rows measured seconds apart, so it is the less noisy of the two).
+The clients take turns in rounds (``--rounds``, default 40, of ``--gets`` GETs each, default
+5,000: short rounds, so the rows of one round are measured within a second of each other);
+the order is reversed every other round so drift and noise hit every row alike. The table
+shows the median and best CPU µs/GET over the rounds, the median wall µs/GET, and the ratio
+to raw three ways: the median of the per-round ratios (the verdict: the least sensitive to
+load from other processes), the ratio of the medians, and the ratio of the best rounds.
 Target (from the issue): faulttol <= 1.03x raw.
 
 ``--profile`` instead profiles GETs through ``FailoverRedis`` with cProfile (faulttol and
@@ -122,6 +123,8 @@ def measure(rounds: int, gets: int) -> dict[str, dict[str, list[float]]]:
                     cpu, wall = _loop(get, gets)
                     out[name]["cpu"].append(cpu / gets * 1e6)
                     out[name]["wall"].append(wall / gets * 1e6)
+                if (r + 1) % 10 and r + 1 != rounds:
+                    continue
                 print(f"  round {r + 1}/{rounds}: " + ", ".join(
                     f"{name} {out[name]['cpu'][-1]:.1f}" for name, _ in rows) + " CPU µs/GET",
                     file=sys.stderr, flush=True)
@@ -132,9 +135,15 @@ def measure(rounds: int, gets: int) -> dict[str, dict[str, list[float]]]:
 
 
 def report(results: dict[str, dict[str, list[float]]]) -> tuple[str, list[str]]:
-    """The table and the verdicts for the faulttol rows."""
+    """The table and the verdicts for the faulttol rows.
+
+    The verdict uses the median of the per-round ratios: each round pairs rows measured
+    within a second of each other, so a burst of load from other processes inflates both
+    sides of most ratios alike. The ratio of the best rounds (least disturbed) is shown too.
+    """
     raw_cpu = results[RAW]["cpu"]
     raw_median = statistics.median(raw_cpu)
+    raw_best = min(raw_cpu)
     rows: list[list[str]] = []
     verdicts: list[str] = []
     for name, data in results.items():
@@ -146,18 +155,20 @@ def report(results: dict[str, dict[str, list[float]]]) -> tuple[str, list[str]]:
             f"{med:.2f}",
             f"{min(cpu):.2f}",
             f"{statistics.median(data['wall']):.2f}",
-            f"{med / raw_median:.3f}",
             f"{paired:.3f}",
+            f"{med / raw_median:.3f}",
+            f"{min(cpu) / raw_best:.3f}",
         ])
         if name.startswith("faulttol"):
-            met = max(med / raw_median, paired) <= TARGET_RATIO
+            met = paired <= TARGET_RATIO
             verdicts.append(
-                f"{name}: {med / raw_median:.3f}x raw (median), {paired:.3f}x (per-round "
-                f"median), target <= {TARGET_RATIO}x: {'met' if met else 'NOT met'}; "
-                f"+{med - raw_median:.2f} µs CPU per GET"
+                f"{name}: {paired:.3f}x raw (median per-round ratio; medians "
+                f"{med / raw_median:.3f}x, best rounds {min(cpu) / raw_best:.3f}x), "
+                f"target <= {TARGET_RATIO}x: {'met' if met else 'NOT met'}; "
+                f"{(paired - 1) * raw_median:+.2f} µs CPU per GET at the raw median"
             )
     headers = ["client", "CPU µs/GET median", "CPU µs/GET best", "wall µs/GET median",
-               "ratio vs raw (medians)", "ratio vs raw (per-round median)"]
+               "ratio vs raw (per-round median)", "ratio (medians)", "ratio (bests)"]
     return table(headers, rows), verdicts
 
 
@@ -258,8 +269,8 @@ def _layer_timing(client: FailoverRedis) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--gets", type=int, default=20_000, help="GETs per client per round")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--gets", type=int, default=5_000, help="GETs per client per round")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--profile", action="store_true",
                         help="profile GETs through FailoverRedis instead")
