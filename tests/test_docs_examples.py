@@ -215,11 +215,31 @@ def _redis_server_available() -> bool:
     return True
 
 
+# Blocks that document the contract (DESIGN.md) where the code does not follow it yet, keyed
+# by a line of the block. Strict: once the code is fixed the test fails until the entry goes.
+KNOWN_CODE_MISMATCHES = {
+    "assert provider.execute(call) == \"east\"     # west failed: east is a valid destination": (
+        "OrderedProvider: a target whose breaker's open wait has passed is not eligible as a "
+        "failover destination without a health check (CircuitBreaker has no "
+        "is_call_permitted(); its state reads OPEN until a call comes)"
+    ),
+}
+
+
+def _params(blocks: list[Block]) -> list[Any]:
+    params = []
+    for block in blocks:
+        reasons = [why for line, why in KNOWN_CODE_MISMATCHES.items() if line in block.code]
+        marks = [pytest.mark.xfail(strict=True, reason=reasons[0])] if reasons else []
+        params.append(pytest.param(block, marks=marks, id=block.id))
+    return params
+
+
 RUNNABLE = [b for b in BLOCKS if b.marker not in (NO_RUN, NEEDS_REDIS)]
 NEEDING_REDIS = [b for b in BLOCKS if b.marker == NEEDS_REDIS]
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
+@pytest.mark.parametrize("block", _params(RUNNABLE))
 def test_block_runs(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
     _run_block(block, block.code)
     # A block must not leave an event loop behind for the next one.
@@ -227,7 +247,7 @@ def test_block_runs(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
         asyncio.get_running_loop()
 
 
-@pytest.mark.parametrize("block", NEEDING_REDIS, ids=[b.id for b in NEEDING_REDIS])
+@pytest.mark.parametrize("block", _params(NEEDING_REDIS))
 def test_block_runs_against_redis(block: Block) -> None:
     if not _redis_server_available():
         pytest.skip("no redis-server binary")
