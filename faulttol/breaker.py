@@ -863,6 +863,14 @@ class CircuitBreaker:
         return wait
 
     def _start_timer(self, delay: float) -> None:
+        """Schedule the time-driven transition on a daemon thread (lock held).
+
+        Only on the real clock: other clocks' time is not real time, so a timer would fire
+        at a meaningless moment (and make tests on a fake clock nondeterministic). Reads and
+        calls apply due transitions under any clock.
+        """
+        if not isinstance(self.clock, SystemClock):
+            return
         timer = threading.Timer(delay, self._on_timer, args=(self._epoch,))
         timer.daemon = True
         timer.name = f"faulttol-breaker-{self.name}"
@@ -879,9 +887,7 @@ class CircuitBreaker:
             state = self._state
             if self._time_transition_due(state, now):
                 self._apply_time(now, out)
-            elif isinstance(self.clock, SystemClock):
-                # Woke a hair early on the real clock: wait for the rest. (A fake clock's
-                # time is not real time; reads and calls apply its transitions.)
+            else:  # woke a hair early: wait for the rest
                 deadline = self._open_until if state is _OPEN else self._half_open_deadline
                 self._start_timer(max(deadline - now, 0.001))
         self._publish(out)

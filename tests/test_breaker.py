@@ -1026,16 +1026,31 @@ def test_timer_reopens_after_half_open_time_limit() -> None:
     assert raw_state(cb) is State.OPEN
 
 
-def test_timer_under_fake_clock_waits_for_fake_time(clock: FakeClock) -> None:
+def test_no_timer_under_fake_clock_reads_apply_the_transition(clock: FakeClock) -> None:
     cb = make(
         clock,
         wait_duration_in_open_state=0.01,
         automatic_transition_from_open_to_half_open_enabled=True,
     )
     cb.transition_to_open_state()
-    timer = cb._timer
-    assert timer is not None
-    timer.join(5.0)  # fired on the real clock, but no fake time has passed
+    assert cb._timer is None  # real-time timers would fire at meaningless fake times
     assert raw_state(cb) is State.OPEN
     clock.advance(0.01)
+    assert raw_state(cb) is State.OPEN
     assert state(cb) is State.HALF_OPEN
+
+
+def test_success_after_a_read_expired_the_minimum_is_evaluated(clock: FakeClock) -> None:
+    # A metrics read rolls a time window: old successes expire and the window falls below
+    # its minimum, so the next success must be evaluated (not queued past the lock).
+    cb = make(clock, sliding_window_type=TIME, sliding_window_size=2, minimum_number_of_calls=4)
+    for _ in range(7):
+        succeed(cb)
+    clock.advance(1)
+    for _ in range(3):
+        fail(cb)
+    assert state(cb) is State.CLOSED  # 3 of 10
+    clock.advance(1)  # the seven successes expire
+    assert cb.metrics.number_of_buffered_calls == 3
+    succeed(cb)  # 3 of 4 = 75 %
+    assert state(cb) is State.OPEN
