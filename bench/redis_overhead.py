@@ -9,6 +9,8 @@ round of 20k GETs is noise).
 Rows:
 
 * ``raw redis.Redis``: the anchor — a plain client with the same socket timeouts (0.5 s);
+* ``raw redis.Redis again (A/A control)``: a second, identical plain client. Its ratio to the
+  anchor should be 1.000; how far it is off shows the noise floor of the run;
 * ``faulttol, 1 db`` and ``faulttol, 2 dbs``: ``FailoverRedis`` with one database, and with
   two (the first active; the second is another idle local server), default config;
 * ``redis-py MultiDBClient, 2 dbs``: redis-py's multi-database client, default config.
@@ -62,6 +64,7 @@ from faulttol_redis.client import _run_command
 KEY = "bench:overhead:key"
 VALUE = b"value"
 RAW = "raw redis.Redis"
+CONTROL = "raw redis.Redis again (A/A control)"
 TARGET_RATIO = 1.03
 
 
@@ -85,6 +88,8 @@ def _build_clients(ports: Sequence[int]) -> tuple[list[tuple[str, Callable[[str]
     primary, secondary = ports
     raw = redis.Redis(host="127.0.0.1", port=primary, socket_timeout=SOCKET_TIMEOUT,
                       socket_connect_timeout=SOCKET_TIMEOUT)
+    control = redis.Redis(host="127.0.0.1", port=primary, socket_timeout=SOCKET_TIMEOUT,
+                          socket_connect_timeout=SOCKET_TIMEOUT)
     ft1 = faulttol_client([primary])
     ft2 = faulttol_client([primary, secondary])
     rp = redispy_client([primary, secondary])
@@ -93,11 +98,12 @@ def _build_clients(ports: Sequence[int]) -> tuple[list[tuple[str, Callable[[str]
     rp_handle: Any = rp  # redis-py's multidb module is not fully typed
     rows: list[tuple[str, Callable[[str], Any]]] = [
         (RAW, raw.get),
+        (CONTROL, control.get),
         ("faulttol, 1 db", ft1.get),
         ("faulttol, 2 dbs", ft2.get),
         ("redis-py MultiDBClient, 2 dbs", rp_handle.get),
     ]
-    closers: list[Callable[[], None]] = [raw.close, ft1.close, ft2.close,
+    closers: list[Callable[[], None]] = [raw.close, control.close, ft1.close, ft2.close,
                                          lambda: close_redispy(rp)]
     for name, get in rows:
         if get(KEY) != VALUE:
@@ -167,6 +173,13 @@ def report(results: dict[str, dict[str, list[float]]]) -> tuple[str, list[str]]:
                 f"target <= {TARGET_RATIO}x: {'met' if met else 'NOT met'}; "
                 f"{(paired - 1) * raw_median:+.2f} µs CPU per GET at the raw median"
             )
+    if CONTROL in results:
+        control = results[CONTROL]["cpu"]
+        aa = statistics.median(c / r for c, r in zip(control, raw_cpu, strict=True))
+        verdicts.append(
+            f"A/A control (two identical raw clients): {aa:.3f}x — differences of about "
+            f"{abs(aa - 1) * 100:.1f}% or less are within this run's noise"
+        )
     headers = ["client", "CPU µs/GET median", "CPU µs/GET best", "wall µs/GET median",
                "ratio vs raw (per-round median)", "ratio (medians)", "ratio (bests)"]
     return table(headers, rows), verdicts
