@@ -340,7 +340,7 @@ class OrderedProvider(Generic[T]):
                     "weight": s.weight,
                     "healthy": s.healthy is not False,
                     "breaker_state": s.breaker.state,
-                    "breaker_metrics": s.breaker.metrics,
+                    "breaker_metrics": getattr(s.breaker, "metrics", None),
                     "active": s is active,
                 }
             )

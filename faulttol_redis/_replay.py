@@ -51,6 +51,9 @@ def never_sent(exc: BaseException) -> bool:
     """Whether ``exc`` proves the command never reached a server."""
     if isinstance(exc, CallNotPermittedError):
         return True
+    flag = getattr(exc, "never_sent", None)  # set by the cluster client's errors
+    if isinstance(flag, bool):
+        return flag
     if isinstance(exc, RedisConnectionError):
         text = str(exc)
         return any(marker in text for marker in _NOT_SENT_MARKERS)

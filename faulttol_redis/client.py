@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline, PubSub
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
@@ -78,18 +79,19 @@ class FailoverRedis(redis.Redis):
 
     @property
     def connection_pool(self) -> Any:  # type: ignore[override]
-        """The active database's connection pool (read-only)."""
-        return self._provider.client().connection_pool
+        """The active database's connection pool (read-only; None for a cluster database)."""
+        return getattr(self._provider.client(), "connection_pool", None)
 
     @property
     def response_callbacks(self) -> Any:  # type: ignore[override]
-        return self._provider.client().response_callbacks
+        return getattr(self._provider.client(), "response_callbacks", {})
 
     def get_encoder(self) -> Any:
         return self._provider.client().get_encoder()
 
     def get_connection_kwargs(self) -> dict[str, Any]:
-        return self._provider.client().get_connection_kwargs()  # type: ignore[no-any-return]
+        kwargs: dict[str, Any] = self._provider.client().get_connection_kwargs()
+        return kwargs
 
     def set_response_callback(self, command: str, callback: Any) -> None:
         """Set a response callback on every database's client."""
@@ -108,7 +110,8 @@ class FailoverRedis(redis.Redis):
 
     def monitor(self) -> Any:
         """MONITOR on the active database (does not follow switches)."""
-        return self._provider.client().monitor()
+        client: Any = self._provider.client()
+        return client.monitor()
 
     # --------------------------------------------------------------------------- close
 
@@ -163,15 +166,18 @@ class FailoverPipeline(Pipeline):
         self._client = client
         self._bound: Database | None = None
         self._real: Pipeline | None = None
-        provider = client.provider
-        super().__init__(provider.client().connection_pool,
-                         provider.client().response_callbacks, transaction, shard_hint)
+        active: Any = client.provider.client()
+        # commands are buffered here and replayed on db.client.pipeline(): the pool is unused
+        pool: Any = getattr(active, "connection_pool", None)
+        super().__init__(pool,
+                         getattr(active, "response_callbacks", {}), transaction, shard_hint)
 
     # While WATCHing, everything goes to the real pipeline on the bound database.
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self._real is not None:
-            return self._real.execute_command(*args, **kwargs)
+        real: Any = self._real
+        if real is not None:
+            return real.execute_command(*args, **kwargs)
         if args and str(args[0]).upper() == "WATCH" and not self.explicit_transaction:
             return self._bind_and_watch(*args, **kwargs)
         return self.pipeline_execute_command(*args, **kwargs)
@@ -202,14 +208,15 @@ class FailoverPipeline(Pipeline):
                 if self._client.provider._active.target is not self._bound:
                     raise WatchError("the active database changed after WATCH")
                 real.scripts |= self.scripts
-                return real.execute(raise_on_error)  # type: ignore[no-any-return]
+                results: list[Any] = real.execute(raise_on_error)
+                return results
             finally:
                 self.reset()
         stack = self.command_stack
         if not stack:
             return []
         try:
-            return self._client.provider.execute_with(  # type: ignore[no-any-return]
+            return self._client.provider.execute_with(
                 _run_pipeline,
                 (stack, self.scripts, self.transaction, self.shard_hint, raise_on_error),
                 None,
@@ -221,7 +228,7 @@ class FailoverPipeline(Pipeline):
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
         return _pipeline_may_replay(self._client, exc, call)
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None
         if real is not None:
             real.reset()
@@ -247,6 +254,20 @@ class FailoverPipeline(Pipeline):
 # --- pubsub ---------------------------------------------------------------------------------
 
 
+def _is_cluster(db: Database) -> bool:
+    return isinstance(db.client, RedisCluster)
+
+
+def _pubsub_pool(db: Database) -> Any:
+    """The pool a pubsub uses on ``db``: for a cluster, one node's (SUBSCRIBE on any node
+    receives what is published on every node)."""
+    client: Any = db.client
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()  # type: ignore[no-untyped-call]
+        return client.get_redis_connection(node).connection_pool
+    return client.connection_pool
+
+
 class FailoverPubSub(PubSub):
     """A redis-py ``PubSub`` that moves its subscriptions to the new database after a switch.
 
@@ -260,7 +281,7 @@ class FailoverPubSub(PubSub):
         self._provider = provider
         self._db: Database = provider._active.target
         self._moving = threading.Event()
-        super().__init__(self._db.client.connection_pool, **kwargs)
+        super().__init__(_pubsub_pool(self._db), **kwargs)
         ref = weakref.WeakMethod(self._on_switch)
 
         def listener(event: SwitchEvent) -> None:
@@ -273,7 +294,7 @@ class FailoverPubSub(PubSub):
 
     def _on_switch(self, event: SwitchEvent) -> None:
         self._moving.set()
-        conn = self.connection
+        conn: Any = self.connection
         if conn is not None and self._provider._active.target is not self._db:
             try:
                 conn.disconnect()  # wakes a reader blocked on the old database
@@ -290,7 +311,7 @@ class FailoverPubSub(PubSub):
             target = self._provider._active.target
             if target is self._db:
                 return
-            old = self.connection
+            old: Any = self.connection
             if old is not None:
                 old.deregister_connect_callback(self.on_connect)
                 try:
@@ -299,7 +320,7 @@ class FailoverPubSub(PubSub):
                     self.connection_pool.release(old)
             self.connection = None
             self._db = target
-            self.connection_pool = target.client.connection_pool
+            self.connection_pool = _pubsub_pool(target)
             self._moving.clear()
             if self.channels or self.patterns or self.shard_channels:
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
@@ -308,13 +329,13 @@ class FailoverPubSub(PubSub):
     def execute_command(self, *args: Any) -> None:
         if self._moving.is_set() or self._provider._active.target is not self._db:
             self._follow()
-        super().execute_command(*args)
+        super().execute_command(*args)  # type: ignore[no-untyped-call]
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         if self._moving.is_set() or self._provider._active.target is not self._db:
             self._follow()
         try:
-            return super().parse_response(block, timeout)
+            return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
             return self._on_read_error(exc)
 
@@ -339,8 +360,16 @@ class FailoverPubSub(PubSub):
 
     def _reconnect_same(self) -> None:
         with self._lock:
-            conn = self.connection
-            if conn is not None:
+            conn: Any = self.connection
+            if conn is not None and _is_cluster(self._db):
+                # a cluster may have moved our node's role: pick a node again
+                conn.deregister_connect_callback(self.on_connect)
+                conn.disconnect()
+                self.connection_pool.release(conn)
+                self.connection = None
+                self.connection_pool = _pubsub_pool(self._db)
+                self.on_connect(None)
+            elif conn is not None:
                 conn.disconnect()
                 conn.connect()  # the connect callback re-subscribes
 

@@ -381,17 +381,9 @@ def test_cluster_pipelines_span_every_primary(cluster: LocalCluster) -> None:
         client.close()
 
 
-# What FailoverRedis cannot do on a cluster database yet: FailoverPipeline and FailoverPubSub
-# are built on the active database's ``connection_pool``, which a RedisCluster has not
-# (client.py; see the report). Strict: these start failing as XPASS once that is fixed.
-
-_NO_POOL = pytest.mark.xfail(
-    raises=AttributeError, strict=True,
-    reason="client.py builds pipelines/pubsub on db.client.connection_pool; RedisCluster has none",
-)
+# Pipelines, WATCH transactions and pubsub on a cluster database.
 
 
-@_NO_POOL
 def test_failover_pipeline_on_a_cluster_database(
     mixed: FailoverRedis, cluster: LocalCluster
 ) -> None:
@@ -404,7 +396,6 @@ def test_failover_pipeline_on_a_cluster_database(
         assert on_node(cluster, node, key) == b"p"
 
 
-@_NO_POOL
 def test_watch_transaction_and_pipelined_scripts_on_a_cluster_database(
     mixed: FailoverRedis, request: Any
 ) -> None:
@@ -425,7 +416,6 @@ def test_watch_transaction_and_pipelined_scripts_on_a_cluster_database(
     assert pipe.execute() == [7]
 
 
-@_NO_POOL
 def test_pubsub_on_a_cluster_database(mixed: FailoverRedis, request: Any) -> None:
     channel = f"news:{request.node.callspec.id}"
     pubsub = mixed.pubsub()
