@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from itertools import repeat, starmap
+from itertools import islice, repeat, starmap
 
 __all__ = ["CountWindow", "Snapshot", "TimeWindow"]
 
@@ -107,7 +107,6 @@ class CountWindow:
         "_codes",
         "_durations",
         "_next",
-        "_queue",
         "_queue_max_duration",
         "_queued",
         "_size",
@@ -131,7 +130,6 @@ class CountWindow:
         self._next = 0
         # At most `size` queued successes matter: older ones would be evicted by newer ones.
         self._queued: deque[float] = deque(maxlen=size)
-        self._queue = self._queued.append
         self.total_calls = 0
         self.failed_calls = 0
         self.slow_calls = 0
@@ -170,10 +168,12 @@ class CountWindow:
         A success can only lower the rates of a count window, so a queued one is folded in
         at the next locked operation without changing any decision.
         """
-        if duration > self._queue_max_duration:
-            return False
-        self._queue(duration)
-        return True
+        # Written for speed (this is the breaker's success path): positive test first,
+        # plain attribute method call, no bound-method attribute.
+        if duration <= self._queue_max_duration:
+            self._queued.append(duration)
+            return True
+        return False
 
     def allow_queue(self, allowed: bool) -> None:
         """Turn :meth:`try_queue_success` on or off."""
@@ -268,7 +268,6 @@ class TimeWindow:
         "_buckets",
         "_head",
         "_head_second",
-        "_queue",
         "_queue_allowed",
         "_queue_until",
         "_queued",
@@ -287,8 +286,9 @@ class TimeWindow:
         self._buckets = [_Bucket() for _ in range(size)]
         self._head = 0
         self._head_second: int | None = None
-        self._queued: deque[float] = deque()
-        self._queue = self._queued.append
+        # A list: appends are atomic, and only the lock holder removes (a prefix), so
+        # folding needs no per-item pops.
+        self._queued: list[float] = []
         # Successes ending before this time belong to the head bucket and may be queued
         # (-inf while queueing is off).
         self._queue_allowed = False
@@ -328,21 +328,20 @@ class TimeWindow:
         lock), when too many successes are queued already (constant memory), or when
         queueing is off.
         """
-        if (
-            duration > self._slow_threshold
-            or now >= self._queue_until
-            or len(self._queued) >= MAX_QUEUED_SUCCESSES
-        ):
-            return False
-        self._queue(duration)
-        return True
+        if now < self._queue_until and duration <= self._slow_threshold:
+            queued = self._queued
+            if len(queued) < MAX_QUEUED_SUCCESSES:
+                queued.append(duration)
+                return True
+        return False
 
     def refresh(self, now: float) -> None:
         """Fold queued successes into the newest bucket, then roll the ring to ``now``."""
         if self._queued:
             queued = self._queued
             n = len(queued)
-            total = sum(starmap(queued.popleft, repeat((), n)))
+            total = sum(islice(queued, n))  # later appends land after index n: kept
+            del queued[:n]
             bucket = self._buckets[self._head]
             bucket.calls += n
             bucket.duration += total
