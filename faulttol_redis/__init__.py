@@ -10,11 +10,12 @@ from faulttol.provider import SwitchEvent, SwitchReason
 
 from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
 from .config import DatabaseConfig, MultiDbConfig
-from .errors import NoValidDatabaseError, TemporaryUnavailableError
+from .errors import ClusterConnectionError, NoValidDatabaseError, TemporaryUnavailableError
 from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 from .provider import FailoverProvider
 
 __all__ = [
+    "ClusterConnectionError",
     "DatabaseConfig",
     "FailoverPipeline",
     "FailoverProvider",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -39,11 +38,10 @@ from faulttol.health import (
 )
 from faulttol.retry import RetryConfig
 
-from ._replay import never_sent as _never_sent
+from . import _cluster
 from .healthcheck import HealthCheck, PingHealthCheck
 
 __all__ = [
-    "ClusterConnectionError",
     "DEFAULT_AUTO_FAILBACK_GRACE_PERIOD",
     "DEFAULT_AUTO_FAILBACK_INTERVAL",
     "DEFAULT_FAILOVER_ATTEMPTS",
@@ -317,8 +315,8 @@ class DatabaseConfig:
             kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
         if self.cluster:
             if self.url is not None:
-                return _FailoverRedisCluster(url=self.url, **kwargs)
-            return _FailoverRedisCluster(host=self.host, port=self.port, **kwargs)
+                return _cluster.FailoverRedisCluster(url=self.url, **kwargs)
+            return _cluster.FailoverRedisCluster(host=self.host, port=self.port, **kwargs)
         if self.url is not None:
             return redis.Redis.from_url(self.url, **kwargs)
         return redis.Redis(host=self.host, port=self.port, **kwargs)
@@ -334,8 +332,8 @@ class DatabaseConfig:
             kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
         if self.cluster:
             if self.url is not None:
-                return _FailoverAsyncRedisCluster.from_url(self.url, **kwargs)
-            return _FailoverAsyncRedisCluster(host=self.host, port=self.port, **kwargs)
+                return _cluster.FailoverAsyncRedisCluster.from_url(self.url, **kwargs)
+            return _cluster.FailoverAsyncRedisCluster(host=self.host, port=self.port, **kwargs)
         if self.url is not None:
             return redis.asyncio.Redis.from_url(self.url, **kwargs)
         return redis.asyncio.Redis(host=self.host, port=self.port, **kwargs)
@@ -572,272 +570,3 @@ def _validate_databases(databases: Iterable[DatabaseConfig]) -> tuple[DatabaseCo
 
 # --- cluster clients -----------------------------------------------------------------------
 #
-# A cluster database's client is a RedisCluster with two differences that failover needs:
-# it loads the topology on first use (so a cluster that is down when the provider starts does
-# not stop the provider from starting, and concurrent first commands wait for one loading),
-# and it reports the cluster being unavailable as a connection error. redis-py reports a
-# cluster with no reachable node as RedisClusterException and a cluster in cluster_state:fail
-# as ClusterDownError (a ResponseError): neither would count against the database or trigger
-# failover, so an application would see them instead of being moved to another database.
-
-_TOPOLOGY_FAILURES = (
-    "Redis Cluster cannot be connected",  # no startup node answered CLUSTER SLOTS
-    "All slots are not covered",  # a node answered, but the slot map has holes
-)
-
-
-class ClusterConnectionError(redis.exceptions.ConnectionError):
-    """A cluster database cannot serve a command: no node answered a topology refresh, the
-    cluster answered CLUSTERDOWN/MASTERDOWN, a slot has no node, or a node failed in the
-    middle of a pipeline that spans several nodes.
-
-    A connection error, so that it counts against the database and makes the failover
-    client move on. The redis-py error is the ``__cause__``. ``never_sent`` is True when the
-    command surely did not run (it may then be replayed on another database); it is False
-    when commands may have run (e.g. on the other nodes of a multi-node pipeline).
-    """
-
-    def __init__(self, message: str, *, never_sent: bool) -> None:
-        super().__init__(message)
-        self.never_sent = never_sent
-
-
-def _cluster_failure(exc: BaseException, *, pipeline: bool) -> ClusterConnectionError | None:
-    """The connection error that ``exc`` (raised by a cluster client) stands for, if any."""
-    if isinstance(exc, ClusterConnectionError):
-        return None
-    if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError)):
-        # Refused before running; in a multi-node pipeline other commands may have run.
-        return ClusterConnectionError(f"the cluster cannot serve: {exc}", never_sent=not pipeline)
-    if isinstance(exc, redis.exceptions.RedisClusterException):
-        if not str(exc).startswith(_TOPOLOGY_FAILURES):
-            return None  # e.g. keys in different slots: the application's error
-        # Raised while refreshing the topology after the command itself failed (then that
-        # failure is the context and says whether the command was sent), or before sending.
-        failed = exc.__context__
-        if isinstance(failed, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-            sent = pipeline or not _never_sent(failed)
-            return ClusterConnectionError(
-                f"{failed}; then no node of the cluster answered: {exc}", never_sent=not sent
-            )
-        if isinstance(failed, redis.exceptions.ClusterDownError):
-            return ClusterConnectionError(
-                f"the cluster is down ({failed}) and no node answered: {exc}",
-                never_sent=not pipeline,
-            )
-        return ClusterConnectionError(f"no node of the cluster answered: {exc}", never_sent=True)
-    if pipeline and isinstance(
-        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-    ):
-        # A node failed while the pipeline ran on several nodes: say that it is ambiguous,
-        # whatever the node's error message says about that node alone.
-        return ClusterConnectionError(
-            f"a cluster node failed during a pipeline ({exc!r}); commands routed to other "
-            "nodes may have run",
-            never_sent=False,
-        )
-    return None
-
-
-class _FailoverRedisCluster(redis.cluster.RedisCluster):
-    """A ``RedisCluster`` that loads the topology on first use and reports cluster-level
-    unavailability as :class:`ClusterConnectionError` (see the section comment above).
-
-    Construction does no I/O. The first use (a command, a pipeline, a topology query)
-    runs redis-py's own initialization once, under a lock; other threads wait for it. If it
-    fails, the next use tries again. Until then, attributes that only an initialized
-    ``RedisCluster`` has are missing (``getattr(client, name, default)`` stays cheap and
-    safe).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:  # no super().__init__(): see _ensure_ready
-        self._ft_kwargs = kwargs
-        self._ft_lock = threading.RLock()
-        self._ft_ready = False
-        self._ft_initializing = False
-
-    def _ensure_ready(self) -> None:
-        """Initialize once; raise :class:`ClusterConnectionError` if no node answers."""
-        if self._ft_ready:
-            return
-        with self._ft_lock:
-            if self._ft_ready or self._ft_initializing:
-                return  # done meanwhile, or re-entered by redis-py's own initialization
-            self._ft_initializing = True
-            try:
-                super().__init__(**self._ft_kwargs)
-            except Exception as exc:
-                failure = _cluster_failure(exc, pipeline=False)
-                if failure is None and isinstance(
-                    exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-                ):
-                    failure = ClusterConnectionError(
-                        f"initializing the cluster client failed: {exc}", never_sent=True
-                    )
-                if failure is None:
-                    raise  # a configuration error: let it show as it is
-                failure.never_sent = True  # nothing of the caller's ran yet
-                raise failure from exc
-            finally:
-                self._ft_initializing = False
-            self._ft_ready = True
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes that do not exist (yet): initialize, then look again.
-        state = self.__dict__
-        if name.startswith(("__", "_ft_")) or state.get("_ft_ready", True):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        try:
-            self._ensure_ready()
-        except Exception as exc:
-            raise AttributeError(
-                f"{name!r}: the cluster client is not initialized ({exc})"
-            ) from exc
-        return object.__getattribute__(self, name)
-
-    # Entry points: initialize first, so that no caller sees a half-initialized client.
-
-    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if not self._ft_ready:
-            self._ensure_ready()
-        try:
-            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError) as exc:
-            failure = _cluster_failure(exc, pipeline=False)
-            if failure is None:
-                raise
-            raise failure from exc
-
-    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-        self._ensure_ready()
-        pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
-        pipe.__class__ = _FailoverClusterPipeline  # adds behaviour, and one attribute:
-        pipe.scripts = set()
-        return pipe
-
-    def get_primaries(self) -> Any:
-        self._ensure_ready()
-        return super().get_primaries()  # type: ignore[no-untyped-call]
-
-    def get_nodes(self) -> Any:
-        self._ensure_ready()
-        return super().get_nodes()  # type: ignore[no-untyped-call]
-
-    def get_redis_connection(self, node: Any) -> redis.Redis:
-        self._ensure_ready()
-        return super().get_redis_connection(node)
-
-    def get_default_node(self) -> Any:
-        self._ensure_ready()
-        return super().get_default_node()  # type: ignore[no-untyped-call]
-
-    def close(self) -> None:
-        """Close every node's connections (nothing to do before the first use)."""
-        state = self.__dict__
-        if state.get("_ft_ready"):
-            super().close()
-        elif "nodes_manager" in state:  # an initialization that failed half-way
-            state["nodes_manager"].close()
-
-    def __repr__(self) -> str:
-        kwargs = self.__dict__.get("_ft_kwargs", {})
-        where = (
-            _masked_url(kwargs["url"]) if "url" in kwargs
-            else f"{kwargs.get('host')}:{kwargs.get('port')}"
-        )
-        state = "initialized" if self.__dict__.get("_ft_ready") else "not initialized"
-        return f"<{type(self).__name__}({where}, {state})>"
-
-
-class _FailoverClusterPipeline(redis.cluster.ClusterPipeline):
-    """redis-py's sync cluster pipeline, reporting failures as :func:`_cluster_failure`.
-
-    Like a standalone ``Pipeline`` it has ``scripts``: the :class:`redis.commands.core.Script`
-    objects whose EVALSHA it carries are loaded on every primary that lacks them before the
-    commands are sent (redis-py's cluster pipeline would fail them with NOSCRIPT).
-    """
-
-    scripts: set[Any]
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
-            if self.scripts:
-                self._load_scripts()
-            return super().execute(raise_on_error)
-        except (
-            redis.exceptions.RedisClusterException,
-            redis.exceptions.ClusterDownError,
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        ) as exc:
-            failure = _cluster_failure(exc, pipeline=True)
-            if failure is None:
-                raise
-            raise failure from exc
-
-    def _load_scripts(self) -> None:
-        scripts = list(self.scripts)
-        shas = [script.sha for script in scripts]
-        for node in self.get_primaries():  # type: ignore[no-untyped-call]
-            connection = self.get_redis_connection(node)
-            for script, exists in zip(scripts, connection.script_exists(*shas), strict=True):
-                if not exists:
-                    script.sha = connection.script_load(script.script)
-
-
-class _FailoverAsyncRedisCluster(redis.asyncio.cluster.RedisCluster):
-    """redis-py's asyncio ``RedisCluster`` (which already initializes on first use, under a
-    lock), reporting cluster-level unavailability as :class:`ClusterConnectionError`."""
-
-    __slots__ = ()
-
-    async def initialize(self, *args: Any, **kwargs: Any) -> _FailoverAsyncRedisCluster:
-        try:
-            await super().initialize(*args, **kwargs)
-        except Exception as exc:
-            failure = _cluster_failure(exc, pipeline=False)
-            if failure is None:
-                raise
-            failure.never_sent = True
-            raise failure from exc
-        return self
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **kwargs)
-        except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError) as exc:
-            failure = _cluster_failure(exc, pipeline=False)
-            if failure is None:
-                raise
-            raise failure from exc
-
-    def pipeline(
-        self, transaction: Any = None, shard_hint: Any = None
-    ) -> redis.asyncio.cluster.ClusterPipeline:
-        if shard_hint:
-            raise redis.exceptions.RedisClusterException(
-                "shard_hint is deprecated in cluster mode"
-            )
-        return _FailoverAsyncClusterPipeline(self, transaction)  # type: ignore[abstract]
-
-
-class _FailoverAsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
-    """redis-py's asyncio cluster pipeline, reporting failures as :func:`_cluster_failure`."""
-
-    __slots__ = ()
-
-    async def execute(
-        self, raise_on_error: bool = True, allow_redirections: bool = True
-    ) -> list[Any]:
-        try:
-            return await super().execute(raise_on_error, allow_redirections)
-        except (
-            redis.exceptions.RedisClusterException,
-            redis.exceptions.ClusterDownError,
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        ) as exc:
-            failure = _cluster_failure(exc, pipeline=True)
-            if failure is None:
-                raise
-            raise failure from exc

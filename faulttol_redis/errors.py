@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["NoValidDatabaseError", "TemporaryUnavailableError"]
+__all__ = ["ClusterConnectionError", "NoValidDatabaseError", "TemporaryUnavailableError"]
 
 
 class TemporaryUnavailableError(RedisConnectionError):
@@ -28,3 +28,19 @@ class NoValidDatabaseError(RedisConnectionError):
     Raised on every call from then on until some database is eligible again (its breaker
     admits calls and its health check passes), at which point commands resume on it.
     """
+
+
+class ClusterConnectionError(RedisConnectionError):
+    """A cluster database cannot serve a command: no node answered a topology refresh, the
+    cluster answered CLUSTERDOWN/MASTERDOWN, a slot has no node, or a node failed in the
+    middle of a pipeline that spans several nodes.
+
+    A connection error, so that it counts against the database and makes the failover
+    client move on. The redis-py error is the ``__cause__``. ``never_sent`` is True when the
+    command surely did not run (it may then be replayed on another database); it is False
+    when commands may have run (e.g. on the other nodes of a multi-node pipeline).
+    """
+
+    def __init__(self, message: str, *, never_sent: bool) -> None:
+        super().__init__(message)
+        self.never_sent = never_sent

@@ -22,6 +22,7 @@ from cluster_helpers import LocalCluster, cluster_factory
 
 from faulttol import State
 from faulttol_redis import (
+    ClusterConnectionError,
     DatabaseConfig,
     FailoverRedis,
     MultiDbConfig,
@@ -30,7 +31,6 @@ from faulttol_redis import (
     SwitchReason,
 )
 from faulttol_redis._server import RedisServer, free_port
-from faulttol_redis.config import ClusterConnectionError
 
 TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
