@@ -462,6 +462,28 @@ class CircuitBreaker:
             self._publish(out)
         return permitted
 
+    def is_call_permitted(self) -> bool:
+        """Whether a call would be admitted now, without taking a permit or counting.
+
+        For callers that choose between breakers (failover): OPEN whose wait has passed
+        counts as admitting (the next call would be a half-open trial call).
+        """
+        if self._admits_all:
+            return True
+        out: list[CircuitBreakerEvent] = []
+        now = self._monotonic()
+        with self._lock:
+            self._apply_time(now, out)
+            state = self._state
+            permitted = (
+                state in _ADMITTING
+                or (state is _OPEN and now >= self._open_until)
+                or (state is _HALF_OPEN and self._half_open_permits > 0)
+            )
+        if out:
+            self._publish(out)
+        return permitted
+
     def acquire_permission(self) -> None:
         """Like :meth:`try_acquire_permission`, but raise :class:`CallNotPermittedError`."""
         if not self._admits_all and not self.try_acquire_permission():

@@ -1054,3 +1054,23 @@ def test_success_after_a_read_expired_the_minimum_is_evaluated(clock: FakeClock)
     assert cb.metrics.number_of_buffered_calls == 3
     succeed(cb)  # 3 of 4 = 75 %
     assert state(cb) is State.OPEN
+
+
+def test_is_call_permitted_has_no_side_effects(clock: FakeClock) -> None:
+    cb = make(clock)
+    assert cb.is_call_permitted()
+    trip(cb)
+    assert not cb.is_call_permitted()
+    assert cb.metrics.number_of_not_permitted_calls == 0  # not counted
+    clock.advance(10)
+    assert cb.is_call_permitted()  # the next call would be a trial call
+    assert state(cb) is State.OPEN  # ... but nothing moved
+    cb.transition_to_half_open_state()
+    for _ in range(3):
+        assert cb.is_call_permitted()
+        assert cb.try_acquire_permission()
+    assert not cb.is_call_permitted()
+    cb.transition_to_forced_open_state()
+    assert not cb.is_call_permitted()
+    cb.transition_to_disabled_state()
+    assert cb.is_call_permitted()
