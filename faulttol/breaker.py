@@ -12,6 +12,10 @@ is queued in the window without the lock when it cannot change any decision (see
 :meth:`CountWindow.try_queue_success`); everything else is recorded under one short lock
 acquisition against running totals. Events are built only when somebody listens, and are
 published after the lock is released, so a listener may call back into the breaker.
+
+Time-driven transitions (an elapsed open wait with automatic transition enabled, an elapsed
+half-open time limit) are applied whenever the breaker is read or called, under any clock;
+on the real clock a daemon timer also applies them when nobody is looking.
 """
 
 from __future__ import annotations
