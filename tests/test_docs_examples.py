@@ -217,13 +217,7 @@ def _redis_server_available() -> bool:
 
 # Blocks that document the contract (DESIGN.md) where the code does not follow it yet, keyed
 # by a line of the block. Strict: once the code is fixed the test fails until the entry goes.
-KNOWN_CODE_MISMATCHES = {
-    "assert provider.execute(call) == \"east\"     # west failed: east is a valid destination": (
-        "OrderedProvider: a target whose breaker's open wait has passed is not eligible as a "
-        "failover destination without a health check (CircuitBreaker has no "
-        "is_call_permitted(); its state reads OPEN until a call comes)"
-    ),
-}
+KNOWN_CODE_MISMATCHES: dict[str, str] = {}
 
 
 def _params(blocks: list[Block]) -> list[Any]:
