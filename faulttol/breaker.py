@@ -13,6 +13,12 @@ is queued in the window without the lock when it cannot change any decision (see
 acquisition against running totals. Events are built only when somebody listens, and are
 published after the lock is released, so a listener may call back into the breaker.
 
+Besides the window (``metrics``), the breaker keeps cumulative call counters since its
+creation (``counters``): recorded outcomes are counted under the lock they already take, and
+queued successes are counted by the window when it folds them, so counting adds no lock and
+no event to the lock-free success path, and nobody has to subscribe to per-call events to
+count calls (which would turn that path off).
+
 Time-driven transitions (an elapsed open wait with automatic transition enabled, an elapsed
 half-open time limit) are applied whenever the breaker is read or called, under any clock;
 on the real clock a daemon timer also applies them when nobody is looking.
@@ -63,6 +69,7 @@ __all__ = [
     "CallNotPermittedError",
     "CircuitBreaker",
     "CircuitBreakerConfig",
+    "CircuitBreakerCounters",
     "CircuitBreakerMetrics",
     "SlidingWindowType",
     "State",
@@ -303,6 +310,49 @@ class CircuitBreakerMetrics:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerCounters:
+    """Cumulative call counts of a breaker since its creation (``breaker.counters``).
+
+    Unlike :class:`CircuitBreakerMetrics`, which describe the current window, these only ever
+    grow: neither state transitions nor :meth:`CircuitBreaker.reset` touch them, so they suit
+    monotonic counters (Prometheus, OpenTelemetry). They count what the events report, in
+    every state (DISABLED too), without anybody having to listen:
+
+    * ``successful_calls``: calls recorded as a success (returned, or raised an exception
+      that is neither recorded nor ignored);
+    * ``failed_calls``: calls recorded as a failure (a recorded exception or result);
+    * ``ignored_calls``: calls that raised an ignored exception;
+    * ``not_permitted_calls``: calls rejected with :class:`CallNotPermittedError`;
+    * ``slow_successful_calls`` / ``slow_failed_calls``: of the successful / failed calls,
+      those slower than ``slow_call_duration_threshold``.
+
+    A call interrupted by a ``BaseException`` that is not an ``Exception`` (a cancellation,
+    ``KeyboardInterrupt``) is not counted, as it is not recorded. ``a - b`` gives the counts
+    between two readings.
+    """
+
+    successful_calls: int = 0
+    failed_calls: int = 0
+    ignored_calls: int = 0
+    not_permitted_calls: int = 0
+    slow_successful_calls: int = 0
+    slow_failed_calls: int = 0
+
+    def __sub__(self, other: CircuitBreakerCounters) -> CircuitBreakerCounters:
+        """The counts since reading ``other`` (an earlier reading of the same breaker)."""
+        if not isinstance(other, CircuitBreakerCounters):
+            return NotImplemented
+        return CircuitBreakerCounters(
+            self.successful_calls - other.successful_calls,
+            self.failed_calls - other.failed_calls,
+            self.ignored_calls - other.ignored_calls,
+            self.not_permitted_calls - other.not_permitted_calls,
+            self.slow_successful_calls - other.slow_successful_calls,
+            self.slow_failed_calls - other.slow_failed_calls,
+        )
+
+
 class _BreakerEvents(CircuitBreakerEvents):
     """The breaker's publisher: tells the breaker when consumers register, because an
     unobserved breaker takes a shorter success path (it has no events to build)."""
@@ -357,6 +407,7 @@ class CircuitBreaker:
         self._record_result = cfg.record_result
         self._failure_threshold = float(cfg.failure_rate_threshold)
         self._slow_threshold = float(cfg.slow_call_rate_threshold)
+        self._slow_duration = float(cfg.slow_call_duration_threshold)  # the windows' rule
         self._main_window: CountWindow | TimeWindow
         if cfg.sliding_window_type is SlidingWindowType.COUNT_BASED:
             self._main_window = CountWindow(
@@ -385,6 +436,14 @@ class CircuitBreaker:
         self._reported_slow_rate = False
         self._timer: threading.Timer | None = None
         self._epoch = 0  # incremented on every transition; stale timers compare it
+        # Cumulative counters (guarded by _lock, never reset). Queued successes are not in
+        # _count_successful: the main window counts them as it folds them (folded_successes).
+        self._count_successful = 0
+        self._count_failed = 0
+        self._count_ignored = 0
+        self._count_not_permitted = 0
+        self._count_slow_successful = 0
+        self._count_slow_failed = 0
 
     # --- public state and metrics ------------------------------------------------------
 
@@ -410,6 +469,24 @@ class CircuitBreaker:
     def metrics(self) -> CircuitBreakerMetrics:
         """The live metrics of the current window."""
         return self._metrics
+
+    @property
+    def counters(self) -> CircuitBreakerCounters:
+        """The cumulative call counts since creation (see :class:`CircuitBreakerCounters`).
+
+        Includes the successes queued by the lock-free path: they are folded in first.
+        """
+        with self._lock:
+            main = self._main_window
+            main.fold_queued()
+            return CircuitBreakerCounters(
+                self._count_successful + main.folded_successes,
+                self._count_failed,
+                self._count_ignored,
+                self._count_not_permitted,
+                self._count_slow_successful,
+                self._count_slow_failed,
+            )
 
     # --- manual transitions ------------------------------------------------------------
 
@@ -645,6 +722,7 @@ class CircuitBreaker:
             out: list[CircuitBreakerEvent] = []
             with self._lock:
                 self._release()
+                self._count_ignored += 1
                 if self.events.wants(CircuitBreakerOnIgnoredErrorEvent):
                     out.append(
                         CircuitBreakerOnIgnoredErrorEvent(
@@ -673,7 +751,11 @@ class CircuitBreaker:
         out: list[CircuitBreakerEvent] = []
         with self._lock:
             self._apply_time(now, out)
+            slow_call = duration > self._slow_duration
             if failed:
+                self._count_failed += 1
+                if slow_call:
+                    self._count_slow_failed += 1
                 if self.events.wants(CircuitBreakerOnErrorEvent):
                     out.append(
                         CircuitBreakerOnErrorEvent(
@@ -684,10 +766,14 @@ class CircuitBreaker:
                             result=result,
                         )
                     )
-            elif self.events.wants(CircuitBreakerOnSuccessEvent):
-                out.append(
-                    CircuitBreakerOnSuccessEvent(self.name, created_at=now, elapsed=duration)
-                )
+            else:
+                self._count_successful += 1
+                if slow_call:
+                    self._count_slow_successful += 1
+                if self.events.wants(CircuitBreakerOnSuccessEvent):
+                    out.append(
+                        CircuitBreakerOnSuccessEvent(self.name, created_at=now, elapsed=duration)
+                    )
             state = self._state
             if state not in _RECORDING_NOTHING:
                 window = self._window
@@ -790,6 +876,7 @@ class CircuitBreaker:
         if state in _ADMITTING:
             return True
         self._not_permitted += 1
+        self._count_not_permitted += 1
         if self.events.wants(CircuitBreakerOnCallNotPermittedEvent):
             out.append(CircuitBreakerOnCallNotPermittedEvent(self.name, created_at=now))
         return False

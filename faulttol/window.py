@@ -14,19 +14,24 @@ A call is *slow* when its duration is greater than ``slow_call_duration_threshol
 Thread-safety: :meth:`record`, :meth:`refresh`, :meth:`snapshot` and :meth:`reset` must be
 serialised by the caller (the breaker's lock). :meth:`try_queue_success` is the exception: it
 may run concurrently with anything, without a lock. It queues a fast (not slow) success in a
-thread-safe deque when that cannot make any rate rise before the next locked operation, which
+thread-safe list when that cannot make any rate rise before the next locked operation, which
 folds the queue into the totals first. This keeps the breaker's success path lock-free; a
 ``False`` answer means "record it the ordinary way". Queueing is off until the owner turns it
 on with :meth:`allow_queue` (the breaker does once a success can no longer trip it) and after
-every :meth:`reset`.
+every :meth:`reset`. At most :data:`MAX_QUEUED_SUCCESSES` wait between two locked operations
+(constant memory); the next success then takes the locked path, which folds them.
+
+Every window also counts, in ``folded_successes``, the queued successes it has taken in since
+it was created (also those a :meth:`reset` discarded), so that the owner can count every
+success it ever saw without touching the lock-free path: successes recorded with
+:meth:`record` are counted by the owner itself.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
-from itertools import islice, repeat, starmap
+from itertools import islice, repeat
 
 __all__ = ["CountWindow", "Snapshot", "TimeWindow"]
 
@@ -38,7 +43,7 @@ _SLOW_FAILED = _FAILED | _SLOW
 _NEVER = -math.inf
 
 MAX_QUEUED_SUCCESSES = 1024
-"""A :class:`TimeWindow` queues at most this many successes between two locked operations."""
+"""A window queues at most this many successes between two locked operations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,8 @@ class CountWindow:
     """The outcomes of the last ``size`` recorded calls.
 
     ``total_calls``, ``failed_calls``, ``slow_calls`` and ``slow_failed_calls`` are running
-    totals (read them under the breaker's lock, after :meth:`record` or :meth:`refresh`).
+    totals (read them under the breaker's lock, after :meth:`record` or :meth:`refresh`);
+    ``folded_successes`` counts the queued successes taken in since creation (never reset).
     """
 
     __slots__ = (
@@ -112,6 +118,7 @@ class CountWindow:
         "_size",
         "_slow_threshold",
         "failed_calls",
+        "folded_successes",
         "slow_calls",
         "slow_failed_calls",
         "total_calls",
@@ -128,8 +135,11 @@ class CountWindow:
         self._codes = [0] * size
         self._durations = [0.0] * size
         self._next = 0
-        # At most `size` queued successes matter: older ones would be evicted by newer ones.
-        self._queued: deque[float] = deque(maxlen=size)
+        # A list: appends are atomic, and only the lock holder removes (a prefix), so folding
+        # is two C-level slice operations. try_queue_success stops at MAX_QUEUED_SUCCESSES
+        # (every queued success is counted: none may be dropped, as a deque's maxlen would).
+        self._queued: list[float] = []
+        self.folded_successes = 0
         self.total_calls = 0
         self.failed_calls = 0
         self.slow_calls = 0
@@ -162,17 +172,19 @@ class CountWindow:
         self._next = 0 if i == self._size else i
 
     def try_queue_success(self, duration: float, now: float = 0.0) -> bool:
-        """Queue a success without the lock; ``False`` (record it instead) when it is slow or
-        queueing is off.
+        """Queue a success without the lock; ``False`` (record it instead) when it is slow,
+        when :data:`MAX_QUEUED_SUCCESSES` are queued already, or when queueing is off.
 
         A success can only lower the rates of a count window, so a queued one is folded in
         at the next locked operation without changing any decision.
         """
-        # Written for speed (this is the breaker's success path): positive test first,
+        # Written for speed (this is the breaker's success path): positive tests first,
         # plain attribute method call, no bound-method attribute.
         if duration <= self._queue_max_duration:
-            self._queued.append(duration)
-            return True
+            queued = self._queued
+            if len(queued) < MAX_QUEUED_SUCCESSES:
+                queued.append(duration)
+                return True
         return False
 
     def allow_queue(self, allowed: bool) -> None:
@@ -181,6 +193,11 @@ class CountWindow:
 
     def refresh(self, now: float = 0.0) -> None:
         """Fold queued successes into the totals."""
+        if self._queued:
+            self._absorb_queued()
+
+    def fold_queued(self) -> None:
+        """Fold queued successes into the totals (the same as :meth:`refresh`)."""
         if self._queued:
             self._absorb_queued()
 
@@ -196,9 +213,10 @@ class CountWindow:
         )
 
     def reset(self) -> None:
-        """Forget every outcome (and turn queueing off)."""
+        """Forget every outcome (and turn queueing off); queued successes are counted in
+        ``folded_successes``, then discarded."""
         self._queue_max_duration = _NEVER
-        self._queued.clear()
+        self.folded_successes += self._take_queued(0)[0]
         self._codes = [0] * self._size
         self._durations = [0.0] * self._size
         self._next = 0
@@ -212,19 +230,31 @@ class CountWindow:
             if code & _FAILED:
                 self.slow_failed_calls += delta
 
-    def _absorb_queued(self) -> None:
-        # Pop exactly the queued items present now (appends may continue meanwhile); the
-        # starmap loop runs in C, so folding n successes costs far less than n record()s.
+    def _take_queued(self, keep: int) -> tuple[int, list[float]]:
+        """Remove the n successes queued now; return n and the last ``keep`` durations.
+
+        Appends may continue meanwhile: they land after the n taken, kept for the next fold.
+        """
         queued = self._queued
-        durations = list(starmap(queued.popleft, repeat((), len(queued))))
-        n = len(durations)  # <= size thanks to the deque's maxlen
-        start = self._next
-        head = min(n, self._size - start)
+        n = len(queued)
+        durations = queued[max(n - keep, 0) : n]
+        del queued[:n]
+        return n, durations
+
+    def _absorb_queued(self) -> None:
+        # Folding n successes costs far less than n record()s. Of more than `size`, the older
+        # ones would be evicted by the newer ones at once: only the last `size` are written.
+        size = self._size
+        n, durations = self._take_queued(size)
+        self.folded_successes += n
+        m = len(durations)
+        start = (self._next + n - m) % size
+        head = min(m, size - start)
         self._overwrite_with_successes(start, durations[:head])
-        if n > head:
+        if m > head:
             self._overwrite_with_successes(0, durations[head:])
-        self._next = (start + n) % self._size
-        self.total_calls = min(self.total_calls + n, self._size)
+        self._next = (start + m) % size
+        self.total_calls = min(self.total_calls + n, size)
 
     def _overwrite_with_successes(self, start: int, durations: list[float]) -> None:
         end = start + len(durations)
@@ -262,6 +292,7 @@ class TimeWindow:
     ``now`` seen, and the window covers it and the ``size - 1`` seconds before it. Memory is
     constant whatever the call rate. Every method takes ``now`` (seconds on the breaker's
     clock) and first rolls the ring forward to it; time never moves the window backwards.
+    ``folded_successes`` counts the queued successes taken in since creation (never reset).
     """
 
     __slots__ = (
@@ -274,6 +305,7 @@ class TimeWindow:
         "_size",
         "_slow_threshold",
         "failed_calls",
+        "folded_successes",
         "slow_calls",
         "slow_failed_calls",
         "total_calls",
@@ -293,6 +325,7 @@ class TimeWindow:
         # (-inf while queueing is off).
         self._queue_allowed = False
         self._queue_until = _NEVER
+        self.folded_successes = 0
         self.total_calls = 0
         self.failed_calls = 0
         self.slow_calls = 0
@@ -338,14 +371,7 @@ class TimeWindow:
     def refresh(self, now: float) -> None:
         """Fold queued successes into the newest bucket, then roll the ring to ``now``."""
         if self._queued:
-            queued = self._queued
-            n = len(queued)
-            total = sum(islice(queued, n))  # later appends land after index n: kept
-            del queued[:n]
-            bucket = self._buckets[self._head]
-            bucket.calls += n
-            bucket.duration += total
-            self.total_calls += n
+            self._fold()
         second = math.floor(now)
         if second != self._head_second:
             self._roll(second)
@@ -361,6 +387,14 @@ class TimeWindow:
             math.fsum(b.duration for b in self._buckets),
         )
 
+    def fold_queued(self) -> None:
+        """Fold queued successes into the newest bucket, without rolling the ring.
+
+        They belong there: a success is queued only before the newest bucket's second ends.
+        """
+        if self._queued:
+            self._fold()
+
     def allow_queue(self, allowed: bool) -> None:
         """Turn :meth:`try_queue_success` on or off."""
         self._queue_allowed = allowed
@@ -368,15 +402,30 @@ class TimeWindow:
         self._queue_until = float(head + 1) if allowed and head is not None else _NEVER
 
     def reset(self) -> None:
-        """Forget every outcome (and turn queueing off)."""
+        """Forget every outcome (and turn queueing off); queued successes are counted in
+        ``folded_successes``, then discarded."""
         self._queue_allowed = False
-        self._queued.clear()
+        queued = self._queued
+        n = len(queued)
+        del queued[:n]  # later appends (racing callers) stay for the next fold
+        self.folded_successes += n
         for bucket in self._buckets:
             bucket.clear()
         self._head = 0
         self._head_second = None
         self._queue_until = _NEVER
         self.total_calls = self.failed_calls = self.slow_calls = self.slow_failed_calls = 0
+
+    def _fold(self) -> None:
+        queued = self._queued
+        n = len(queued)
+        total = sum(islice(queued, n))  # later appends land after index n: kept
+        del queued[:n]
+        bucket = self._buckets[self._head]
+        bucket.calls += n
+        bucket.duration += total
+        self.total_calls += n
+        self.folded_successes += n
 
     def _roll(self, second: int) -> None:
         if self._head_second is None:

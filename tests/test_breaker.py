@@ -1074,3 +1074,224 @@ def test_is_call_permitted_has_no_side_effects(clock: FakeClock) -> None:
     assert not cb.is_call_permitted()
     cb.transition_to_disabled_state()
     assert cb.is_call_permitted()
+
+
+# --- cumulative counters -----------------------------------------------------------------
+
+
+def counts(cb: CircuitBreaker) -> tuple[int, int, int, int, int, int]:
+    c = cb.counters
+    return (c.successful_calls, c.failed_calls, c.ignored_calls, c.not_permitted_calls,
+            c.slow_successful_calls, c.slow_failed_calls)
+
+
+def queued_now(cb: CircuitBreaker) -> int:
+    """Successes waiting in the lock-free queue (white-box: proves the fast path was taken)."""
+    return len(cb._main_window._queued)
+
+
+class Interrupted(BaseException):
+    """Neither an Exception nor recorded: the call did not complete."""
+
+
+def test_counters_start_at_zero_and_are_frozen(clock: FakeClock) -> None:
+    cb = make(clock)
+    c = cb.counters
+    assert c == breaker_module.CircuitBreakerCounters()
+    assert counts(cb) == (0, 0, 0, 0, 0, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.successful_calls = 1  # type: ignore[misc]
+    assert "CircuitBreakerCounters" in breaker_module.__all__
+
+
+@pytest.mark.parametrize("window", [SlidingWindowType.COUNT_BASED, TIME])
+def test_counters_count_every_outcome_like_the_events(
+    clock: FakeClock, window: SlidingWindowType
+) -> None:
+    cb = make(
+        clock,
+        sliding_window_type=window,
+        sliding_window_size=100,
+        minimum_number_of_calls=100,
+        slow_call_duration_threshold=1.0,
+        record_exceptions=(Boom,),
+        ignore_exceptions=(KeyError,),
+        record_result=lambda r: r == "bad",
+    )
+    events = record(cb)
+    succeed(cb)
+    succeed(cb, clock, duration=2.0)  # slow success
+    fail(cb, ValueError("neither recorded nor ignored"))  # a success
+    fail(cb)  # failure
+    fail(cb, clock=clock, duration=1.5)  # slow failure
+    assert cb.call(lambda: "bad") == "bad"  # failure by result
+    fail(cb, KeyError("ignored"))
+    fail(cb, Interrupted())  # not counted at all
+    assert counts(cb) == (3, 3, 1, 0, 1, 1)
+    by_kind = [type(e) for e in events]
+    assert by_kind.count(CircuitBreakerOnSuccessEvent) == 3
+    assert by_kind.count(CircuitBreakerOnErrorEvent) == 3
+    assert by_kind.count(CircuitBreakerOnIgnoredErrorEvent) == 1
+
+
+def test_counters_count_rejections_in_every_rejecting_state(clock: FakeClock) -> None:
+    cb = make(clock, permitted_number_of_calls_in_half_open_state=1)
+    trip(cb)
+    assert rejected(cb)  # OPEN
+    clock.advance(10.0)
+    permit = cb.try_acquire_permission()  # HALF_OPEN: the one trial permit
+    assert permit
+    assert rejected(cb)  # HALF_OPEN, no permit left
+    cb.transition_to_forced_open_state()
+    assert rejected(cb)
+    assert not cb.is_call_permitted()  # a question, not a rejection: not counted
+    assert cb.counters.not_permitted_calls == 3
+    assert cb.counters.failed_calls == 5
+
+
+def test_counters_survive_transitions_and_reset(clock: FakeClock) -> None:
+    cb = make(clock)
+    trip(cb)
+    assert rejected(cb)
+    before = cb.counters
+    assert cb.metrics.number_of_not_permitted_calls == 1
+    cb.reset()
+    assert cb.metrics.number_of_buffered_calls == 0  # the window starts afresh...
+    assert cb.metrics.number_of_not_permitted_calls == 0
+    assert cb.counters == before  # ...the counters do not
+    for transition in (
+        cb.transition_to_half_open_state,
+        cb.transition_to_open_state,
+        cb.transition_to_disabled_state,
+        cb.transition_to_metrics_only_state,
+        cb.transition_to_closed_state,
+    ):
+        transition()
+        assert cb.counters == before
+
+
+def test_disabled_and_metrics_only_calls_are_counted(clock: FakeClock) -> None:
+    cb = make(clock)
+    cb.transition_to_disabled_state()
+    succeed(cb)
+    fail(cb)
+    assert cb.metrics.number_of_buffered_calls == 0  # DISABLED records nothing in the window
+    cb.transition_to_metrics_only_state()
+    succeed(cb)
+    fail(cb)
+    assert counts(cb) == (2, 2, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("window", [SlidingWindowType.COUNT_BASED, TIME])
+def test_counters_include_queued_successes(clock: FakeClock, window: SlidingWindowType) -> None:
+    cb = make(clock, sliding_window_type=window, sliding_window_size=10,
+              minimum_number_of_calls=10)
+    guarded = cb.decorate(lambda: None)
+    for _ in range(10):  # below the minimum: recorded under the lock
+        guarded()
+    for _ in range(7):  # now a success cannot trip the breaker: queued, lock-free
+        guarded()
+    assert queued_now(cb) == 7
+    assert cb.counters.successful_calls == 17  # the read folds the queue in first
+    assert queued_now(cb) == 0
+    # The last 10 calls, or all calls of the last 10 seconds (the clock did not move).
+    assert cb.metrics.number_of_buffered_calls == (10 if window is not TIME else 17)
+
+
+@pytest.mark.parametrize("window", [SlidingWindowType.COUNT_BASED, TIME])
+def test_more_queued_successes_than_the_queue_holds_are_all_counted(
+    clock: FakeClock, window: SlidingWindowType
+) -> None:
+    from faulttol.window import MAX_QUEUED_SUCCESSES
+
+    cb = make(clock, sliding_window_type=window)
+    guarded = cb.decorate(lambda: None)
+    n = 3 * MAX_QUEUED_SUCCESSES + 17
+    peak = 0
+    for _ in range(n):
+        guarded()
+        peak = max(peak, queued_now(cb))
+    assert peak == MAX_QUEUED_SUCCESSES  # queued up to the bound, never beyond (memory)
+    assert cb.counters.successful_calls == n  # none dropped
+    assert cb.metrics.number_of_buffered_calls == (5 if window is not TIME else n)
+
+
+@pytest.mark.parametrize("window", [SlidingWindowType.COUNT_BASED, TIME])
+@pytest.mark.parametrize(
+    "leave",
+    ["reset", "transition_to_half_open_state", "transition_to_disabled_state",
+     "transition_to_forced_open_state", "transition_to_open_state"],
+)
+def test_queued_successes_discarded_by_a_transition_are_still_counted(
+    clock: FakeClock, window: SlidingWindowType, leave: str
+) -> None:
+    cb = make(clock, sliding_window_type=window)
+    for _ in range(5):
+        succeed(cb)
+    for _ in range(4):
+        succeed(cb)
+    assert queued_now(cb) == 4
+    getattr(cb, leave)()
+    assert cb.counters.successful_calls == 9
+    cb.transition_to_closed_state()
+    assert cb.counters.successful_calls == 9
+
+
+def test_counters_subtract_to_the_counts_between_two_readings(clock: FakeClock) -> None:
+    cb = make(clock)
+    succeed(cb)
+    fail(cb)
+    first = cb.counters
+    succeed(cb)
+    succeed(cb)
+    delta = cb.counters - first
+    assert delta == breaker_module.CircuitBreakerCounters(successful_calls=2)
+    assert first - first == breaker_module.CircuitBreakerCounters()
+
+
+def test_reading_counters_keeps_the_lock_free_success_path(clock: FakeClock) -> None:
+    cb = make(clock)
+    for _ in range(5):
+        succeed(cb)
+    for _ in range(3):
+        succeed(cb)
+        assert queued_now(cb) == 1
+        assert cb.counters.successful_calls >= 6  # folds...
+        assert queued_now(cb) == 0  # ...and the next success is queued again
+    assert cb.counters.successful_calls == 8
+
+
+def test_counters_are_exact_under_threads_with_queued_successes() -> None:
+    cb = CircuitBreaker(
+        "threads",
+        CircuitBreakerConfig(sliding_window_size=50, minimum_number_of_calls=50,
+                             ignore_exceptions=(KeyError,), failure_rate_threshold=100.0),
+        clock=FakeClock(),
+    )
+    guarded = cb.decorate(lambda: None)
+    n_threads, n_calls = 8, 3000
+    readings: list[int] = []
+
+    def boom() -> None:
+        raise KeyError("x")
+
+    def work(worker: int) -> None:
+        for i in range(n_calls):
+            if i % 10 == 0:
+                with pytest.raises(KeyError):
+                    cb.call(boom)
+            elif i % 501 == 0 and worker == 0:
+                readings.append(cb.counters.successful_calls)  # concurrent folds
+            else:
+                guarded()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ignored = n_threads * (n_calls // 10)
+    reads = len(readings)
+    assert reads == 5
+    assert readings == sorted(readings)  # monotonic
+    assert counts(cb) == (n_threads * n_calls - ignored - reads, 0, ignored, 0, 0, 0)
