@@ -29,6 +29,7 @@ from faulttol import (
     RetryConfig,
     State,
 )
+from faulttol.events import CircuitBreakerOnSuccessEvent
 from faulttol.metrics import METRICS, MetricKind
 from faulttol.metrics.opentelemetry import METER_NAME, OpenTelemetryExporter
 from faulttol.testing import FakeClock
@@ -317,6 +318,26 @@ def test_observable_counters_stay_cumulative_across_collections() -> None:
         seen.append(Collected(reader).value("faulttol.circuit_breaker.calls", name="b",
                                             outcome="successful"))
     assert seen == [1, 2, 3]
+
+
+def test_counters_of_a_breaker_with_queued_successes_start_at_registration() -> None:
+    breaker = CircuitBreaker(
+        "fast", CircuitBreakerConfig(sliding_window_size=5, minimum_number_of_calls=5),
+        clock=FakeClock(),
+    )
+    guarded = breaker.decorate(lambda: None)
+    for _ in range(8):  # the last 3 are queued lock-free, not yet folded, at registration
+        guarded()
+    reader, exporter = fresh()
+    exporter.register_circuit_breaker(breaker)
+    assert not breaker.events.wants(CircuitBreakerOnSuccessEvent)
+    for _ in range(4):
+        guarded()
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: 1 / 0)
+    c = Collected(reader)
+    assert c.by("faulttol.circuit_breaker.calls", "outcome", name="fast") == {
+        "successful": 4, "failed": 1, "ignored": 0, "not_permitted": 0}
 
 
 def test_register_methods_chain() -> None:

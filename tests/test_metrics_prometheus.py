@@ -27,6 +27,12 @@ from faulttol import (
     RetryConfig,
     State,
 )
+from faulttol.events import (
+    CircuitBreakerOnCallNotPermittedEvent,
+    CircuitBreakerOnErrorEvent,
+    CircuitBreakerOnIgnoredErrorEvent,
+    CircuitBreakerOnSuccessEvent,
+)
 from faulttol.metrics import METRICS, MetricKind
 from faulttol.metrics.prometheus import PrometheusExporter
 from faulttol.testing import FakeClock
@@ -615,6 +621,35 @@ def test_counters_start_at_registration() -> None:
     assert s.value("faulttol_circuit_breaker_calls_total", name="late",
                    outcome="successful") == 1.0
     assert s.value("faulttol_circuit_breaker_buffered_calls", name="late") == 2.0  # the window
+
+
+def test_exporting_keeps_the_lock_free_success_path_and_counts_queued_successes() -> None:
+    breaker = CircuitBreaker(
+        "fast", CircuitBreakerConfig(sliding_window_size=5, minimum_number_of_calls=5),
+        clock=FakeClock(),
+    )
+    guarded = breaker.decorate(lambda: None)
+    for _ in range(8):  # 5 recorded, then 3 queued lock-free: all before registration
+        guarded()
+    registry, exporter = fresh()
+    exporter.register_circuit_breaker(breaker)
+    # The exporter reads breaker.counters: it listens to no per-call event...
+    for kind in (CircuitBreakerOnSuccessEvent, CircuitBreakerOnErrorEvent,
+                 CircuitBreakerOnIgnoredErrorEvent, CircuitBreakerOnCallNotPermittedEvent):
+        assert not breaker.events.wants(kind), kind.__name__
+    # ...so successes keep taking the lock-free path (queued, white-box check).
+    for _ in range(20):
+        guarded()
+    assert len(breaker._main_window._queued) == 20
+    s = Scrape(registry)
+    assert outcomes(s, "faulttol_circuit_breaker_calls_total", name="fast") == {
+        "successful": 20, "failed": 0, "ignored": 0, "not_permitted": 0}
+    assert s.value("faulttol_circuit_breaker_buffered_calls", name="fast") == 5.0
+    breaker.reset()  # the window starts afresh; the exported counter does not go down
+    guarded()
+    s = Scrape(registry)
+    assert s.value("faulttol_circuit_breaker_calls_total", name="fast",
+                   outcome="successful") == 21.0
 
 
 def test_default_registry_and_unregister() -> None:

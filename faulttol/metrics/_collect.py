@@ -3,9 +3,11 @@
 Both exporters (:mod:`faulttol.metrics.prometheus`, :mod:`faulttol.metrics.opentelemetry`) are
 thin views of one :class:`MetricsCollector`:
 
-* **counters** (calls by outcome, slow calls, state transitions, retries, switches) are kept
-  here, fed by the components' events and switch listeners from registration on — a breaker
-  only knows its current window, not how many calls it ever saw;
+* **counters** count from registration on. A breaker's calls by outcome and slow calls are
+  read from its own cumulative ``breaker.counters`` at collection time, minus a baseline
+  taken at registration: subscribing to its per-call events instead would cost every call
+  an event object and turn off its lock-free success path. State transitions (rare), retries
+  and switches are counted here, fed by the components' events and switch listeners;
 * **gauges** (state, rates, window counts, active index, health) are read from the components
   when an exporter collects, so a scrape always shows the state of that moment.
 
@@ -19,19 +21,14 @@ Nothing here imports ``prometheus_client`` or ``opentelemetry``.
 from __future__ import annotations
 
 import enum
-import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
-from ..breaker import CircuitBreaker, State
+from ..breaker import CircuitBreaker, CircuitBreakerCounters, State
 from ..events import (
-    CircuitBreakerOnCallNotPermittedEvent,
-    CircuitBreakerOnErrorEvent,
-    CircuitBreakerOnIgnoredErrorEvent,
     CircuitBreakerOnStateTransitionEvent,
-    CircuitBreakerOnSuccessEvent,
     RetryOnErrorEvent,
     RetryOnIgnoredErrorEvent,
     RetryOnRetryEvent,
@@ -73,7 +70,6 @@ SLOW_CALL_OUTCOMES: Final = ("successful", "failed")
 RETRY_CALL_OUTCOMES: Final = ("successful_after_retry", "failed_after_max_attempts", "ignored")
 """``outcome`` values of ``faulttol_retry_calls_total``."""
 
-_SUCCESSFUL, _FAILED, _IGNORED, _NOT_PERMITTED = range(4)
 _AFTER_RETRY, _AFTER_MAX_ATTEMPTS, _RETRY_IGNORED = range(3)
 _REASONS: Final = tuple(SwitchReason)
 
@@ -112,46 +108,27 @@ class ProviderLike(Protocol):
 
 
 class _BreakerCounts:
-    """Cumulative counts of one breaker's events since registration (thread-safe)."""
+    """Cumulative counts of one breaker since registration (thread-safe).
 
-    __slots__ = ("_calls", "_lock", "_slow", "_slow_threshold", "_transitions")
+    Calls by outcome come from ``breaker.counters`` (when the breaker has them: a pybreaker
+    adapter has not) minus their value at registration; they are read, never fed, so the
+    breaker's success path stays as fast as an unobserved breaker's. Only the rare state
+    transitions are counted from events (when the breaker has events).
+    """
+
+    __slots__ = ("_baseline", "_breaker", "_lock", "_transitions")
 
     def __init__(self, breaker: Any) -> None:
+        self._breaker = breaker
         self._lock = threading.Lock()
-        self._calls = [0, 0, 0, 0]
-        self._slow = [0, 0]
         self._transitions: dict[tuple[str, str], int] = {}
-        # The window's rule: a call is slow when it took longer than the threshold.
-        config = getattr(breaker, "config", None)
-        self._slow_threshold = float(getattr(config, "slow_call_duration_threshold", math.inf))
-        events = breaker.events
-        events.on_success(self._on_success)
-        events.on_error(self._on_error)
-        events.on_ignored_error(self._on_ignored)
-        events.on_call_not_permitted(self._on_not_permitted)
-        events.on_state_transition(self._on_transition)
-
-    def _on_success(self, event: CircuitBreakerOnSuccessEvent) -> None:
-        slow = event.elapsed > self._slow_threshold
-        with self._lock:
-            self._calls[_SUCCESSFUL] += 1
-            if slow:
-                self._slow[_SUCCESSFUL] += 1
-
-    def _on_error(self, event: CircuitBreakerOnErrorEvent) -> None:
-        slow = event.elapsed > self._slow_threshold
-        with self._lock:
-            self._calls[_FAILED] += 1
-            if slow:
-                self._slow[_FAILED] += 1
-
-    def _on_ignored(self, event: CircuitBreakerOnIgnoredErrorEvent) -> None:
-        with self._lock:
-            self._calls[_IGNORED] += 1
-
-    def _on_not_permitted(self, event: CircuitBreakerOnCallNotPermittedEvent) -> None:
-        with self._lock:
-            self._calls[_NOT_PERMITTED] += 1
+        events = getattr(breaker, "events", None)
+        if events is not None:
+            events.on_state_transition(self._on_transition)
+        counters = getattr(breaker, "counters", None)
+        self._baseline: CircuitBreakerCounters | None = (
+            counters if isinstance(counters, CircuitBreakerCounters) else None
+        )
 
     def _on_transition(self, event: CircuitBreakerOnStateTransitionEvent) -> None:
         if event.from_state is None or event.to_state is None:
@@ -160,9 +137,17 @@ class _BreakerCounts:
         with self._lock:
             self._transitions[key] = self._transitions.get(key, 0) + 1
 
-    def read(self) -> tuple[tuple[int, ...], tuple[int, ...], dict[tuple[str, str], int]]:
+    def read(
+        self,
+    ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None, dict[tuple[str, str], int]]:
+        """Calls by outcome, slow calls by outcome (``None`` without counters), transitions."""
         with self._lock:
-            return tuple(self._calls), tuple(self._slow), dict(self._transitions)
+            transitions = dict(self._transitions)
+        if self._baseline is None:
+            return None, None, transitions
+        c = self._breaker.counters - self._baseline
+        calls = (c.successful_calls, c.failed_calls, c.ignored_calls, c.not_permitted_calls)
+        return calls, (c.slow_successful_calls, c.slow_failed_calls), transitions
 
 
 class _RetryCounts:
@@ -229,7 +214,7 @@ class BreakerSample:
 
     ``calls`` / ``slow_calls`` are cumulative counts in the order of
     :data:`BREAKER_CALL_OUTCOMES` / :data:`SLOW_CALL_OUTCOMES`; they and the window fields are
-    ``None`` for a breaker without events or metrics (a pybreaker adapter in a provider).
+    ``None`` for a breaker without counters or metrics (a pybreaker adapter in a provider).
     """
 
     labels: Labels
@@ -570,11 +555,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
 @dataclass(slots=True)
 class _BreakerEntry:
     breaker: Any
-    counts: _BreakerCounts | None
-
-
-def _counts_for(breaker: Any) -> _BreakerCounts | None:
-    return _BreakerCounts(breaker) if getattr(breaker, "events", None) is not None else None
+    counts: _BreakerCounts
 
 
 class _ProviderEntry:
@@ -603,7 +584,7 @@ class _ProviderEntry:
         with self.lock:
             entry = self.targets.get(id(breaker))
             if entry is None or entry.breaker is not breaker:
-                entry = _BreakerEntry(breaker, _counts_for(breaker))
+                entry = _BreakerEntry(breaker, _BreakerCounts(breaker))
                 self.targets[id(breaker)] = entry
             return entry
 
@@ -633,13 +614,9 @@ class _ProviderEntry:
         return rows
 
 
-def _read_breaker(breaker: Any, counts: _BreakerCounts | None, labels: Labels) -> BreakerSample:
+def _read_breaker(breaker: Any, counts: _BreakerCounts, labels: Labels) -> BreakerSample:
     state: State = breaker.state  # first: applies any transition that time has made due
-    calls: tuple[int, ...] | None = None
-    slow: tuple[int, ...] | None = None
-    transitions: dict[tuple[str, str], int] = {}
-    if counts is not None:
-        calls, slow, transitions = counts.read()
+    calls, slow, transitions = counts.read()
     m = getattr(breaker, "metrics", None)
     if m is None:
         return BreakerSample(labels, state, calls, slow, transitions, *(None,) * 6)
@@ -664,7 +641,7 @@ def _read_retry(counts: _RetryCounts, labels: Labels) -> RetrySample:
 
 
 class MetricsCollector:
-    """Registered components, their event counts, and samples of them on demand.
+    """Registered components, their counts since registration, and samples on demand.
 
     Thread-safe: registration and collection may run concurrently with calls and with each
     other. Registering the same object twice is a no-op; registering a different object
@@ -685,7 +662,7 @@ class MetricsCollector:
             if existing is not None:
                 _check_same("circuit breaker", label, existing.breaker, breaker)
                 return
-            self._breakers[label] = _BreakerEntry(breaker, _counts_for(breaker))
+            self._breakers[label] = _BreakerEntry(breaker, _BreakerCounts(breaker))
 
     def register_retry(self, retry: Retry, *, name: str | None = None) -> None:
         """Export ``retry`` with the label ``name`` (default: ``retry.name``)."""

@@ -1,10 +1,10 @@
 """OpenTelemetry export of faulttol metrics (needs the ``opentelemetry`` extra: opentelemetry-api).
 
 :class:`OpenTelemetryExporter` creates one asynchronous instrument per metric on a meter named
-``faulttol``: observable counters for the event counts kept since registration, observable
-gauges for values read at collection time. Whatever reader and exporter the application's
-``MeterProvider`` has (OTLP, Prometheus, console...) then ships them. Instrument names are
-listed in docs/metrics.md::
+``faulttol``: observable counters for the counts since registration (a breaker's own
+``counters``, events of rarer things), observable gauges for values read at collection
+time. Whatever reader and exporter the application's ``MeterProvider`` has (OTLP,
+Prometheus, console...) then ships them. Instrument names are listed in docs/metrics.md::
 
     from faulttol.metrics.opentelemetry import OpenTelemetryExporter
 

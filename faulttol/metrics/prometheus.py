@@ -1,8 +1,9 @@
 """Prometheus export of faulttol metrics (needs the ``prometheus`` extra: prometheus-client).
 
 :class:`PrometheusExporter` is a ``prometheus_client`` custom collector: at every scrape it
-reads the registered breakers, retries and providers (gauges) and the event counts kept
-since registration (counters). Metric names are listed in docs/metrics.md::
+reads the registered breakers, retries and providers (gauges) and their counts since
+registration (counters: a breaker's own ``counters``, events of rarer things). Metric
+names are listed in docs/metrics.md::
 
     from prometheus_client import start_http_server
     from faulttol.metrics.prometheus import PrometheusExporter
