@@ -64,11 +64,26 @@ def overhead_rows() -> list[Row]:
         ("bare call", target),
         ("faulttol breaker COUNT_BASED", CircuitBreaker("bench-count").decorate(target)),
         ("faulttol breaker TIME_BASED", CircuitBreaker("bench-time", time_based).decorate(target)),
+        *_exported_rows(),
         (ANCHOR, pybreaker.CircuitBreaker(name="bench")(target)),
         ("circuitbreaker", circuitbreaker.circuit(target)),
     ]
     rows += _optional_rows()
     return rows
+
+
+def _exported_rows() -> list[Row]:
+    """A COUNT_BASED breaker registered with a Prometheus exporter (when prometheus-client is
+    installed): what production users, who export metrics, pay per call."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from faulttol.metrics.prometheus import PrometheusExporter
+    except ImportError:
+        return []
+    breaker = CircuitBreaker("bench-exported")
+    PrometheusExporter(CollectorRegistry()).register_circuit_breaker(breaker)
+    return [("faulttol breaker + prometheus exporter", breaker.decorate(target))]
 
 
 def _optional_rows() -> list[Row]:
@@ -122,12 +137,12 @@ def success_path(rounds: int, round_seconds: float) -> dict[str, float]:
     medians = {name: statistics.median(values) for name, values in samples.items()}
     bests = {name: min(values) for name, values in samples.items()}
     print(f"Success path: ns per call, {rounds} rounds of ~{round_seconds:.2f} s per row")
-    print(f"{'row':<34} {'median':>8} {'best':>8} {'median/' + ANCHOR:>17} {'best/' + ANCHOR:>15}")
+    print(f"{'row':<40} {'median':>8} {'best':>8} {'median/' + ANCHOR:>17} {'best/' + ANCHOR:>15}")
     for name, _ in rows:
         median_ratio = f"{medians[name] / medians[ANCHOR]:.2f}x"
         best_ratio = f"{bests[name] / bests[ANCHOR]:.2f}x"
         print(
-            f"{name:<34} {medians[name]:>8.0f} {bests[name]:>8.0f}"
+            f"{name:<40} {medians[name]:>8.0f} {bests[name]:>8.0f}"
             f" {median_ratio:>17} {best_ratio:>15}"
         )
     return medians
