@@ -226,18 +226,32 @@ class OrderedProvider(Generic[T]):
         self._unavailable_since: float | None = None
         self._closed = False
         self._active: _Slot[T] = self._initial_slot(initial_index)
+        self._health_check_interval = health_check_interval
         self._monitor: HealthMonitor | None = None
         if health_check is not None:
-            self._monitor = HealthMonitor(
-                self._slot_count,
-                self._check_index,
-                interval=health_check_interval,
-                on_change=self._on_health_change,
-                clock=self._clock,
-                name=f"{name}-health",
-            )
+            self._enable_health_checks(health_check, probe)
             if start_health_checks:
-                self._monitor.start()
+                self._start_monitor()
+
+    def _enable_health_checks(
+        self, health_check: Callable[[T], bool], probe: Callable[[T, BaseException], bool] | None
+    ) -> None:
+        """Install the health check (and the probe) and create the monitor, not started."""
+        self._health_check = health_check
+        self._probe = probe
+        self._monitor = HealthMonitor(
+            self._slot_count,
+            self._check_index,
+            interval=self._health_check_interval,
+            on_change=self._on_health_change,
+            clock=self._clock,
+            name=f"{self.name}-health",
+        )
+
+    def _start_monitor(self) -> None:
+        """Start the background health checks (the asyncio provider runs a task instead)."""
+        if self._monitor is not None and not self._closed:
+            self._monitor.start()
 
     # ----------------------------------------------------------------- construction helpers
 
@@ -273,10 +287,10 @@ class OrderedProvider(Generic[T]):
         target. Returns the active index. Switch listeners are not called (nothing switched
         from the application's point of view).
         """
-        if self._health_check is None:
+        if not self._has_probe():
             return self.active_index
         for slot in self._ranked(self._slots):
-            ok = self._run_check(slot)
+            ok = self._run_probe(slot, None)  # one probe: a start-up needs no full round
             self._set_health(slot, ok)
             if ok:
                 with self._lock:

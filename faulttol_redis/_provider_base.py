@@ -119,6 +119,7 @@ class _RedisProviderBase(OrderedProvider[D]):
         self.config = config
         self._checks: tuple[HealthCheck, ...] = tuple(config.health_checks)
         self._checks_lock = threading.Lock()
+        self._check_fns = (health_check, probe)
         self._retired: list[D] = []
         databases = [self._new_database(c) for c in config.databases]
         try:
@@ -210,6 +211,9 @@ class _RedisProviderBase(OrderedProvider[D]):
             raise TypeError("check must have check(client, database) and check_async() methods")
         with self._checks_lock:
             self._checks = (*self._checks, check)
+            if self._monitor is None:  # built with health_checks=(): turn checks on now
+                self._enable_health_checks(*self._check_fns)
+                self._start_monitor()
 
     # ------------------------------------------------------------------------------ queries
 

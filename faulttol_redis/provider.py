@@ -73,8 +73,13 @@ class FailoverProvider(_RedisProviderBase[Database]):
         except BaseException:
             self._discard_databases(self._all_databases())
             raise
-        if start_health_checks and self._monitor is not None:
-            self._monitor.start()
+        self._start_health_checks = start_health_checks
+        if start_health_checks:
+            self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if self._start_health_checks:
+            super()._start_monitor()
 
     def _new_database(self, config: DatabaseConfig) -> Database:
         return Database(config, self.config.health_check_timeout)

@@ -19,6 +19,7 @@ from faulttol_redis import (
     DatabaseConfig,
     MultiDbConfig,
     NoValidDatabaseError,
+    PingHealthCheck,
     SwitchEvent,
     SwitchReason,
     TemporaryUnavailableError,
@@ -685,6 +686,17 @@ async def test_add_health_check_and_status(pair: Pair) -> None:
     assert await wait_for(lambda: client.provider.active_index == 2, timeout=3)
     assert [row["healthy"] for row in client.provider.status()] == [False, True]
     assert events == [SwitchEvent(1, 2, SwitchReason.HEALTH_CHECK)]
+
+
+async def test_add_health_check_turns_checks_on_when_they_were_off(
+    redis_servers: Servers,
+) -> None:
+    servers = redis_servers(2)
+    async with FailoverRedis.from_config(config_for(servers, health_checks=())) as client:
+        await client.set("k", 1)
+        client.provider.add_health_check(PingHealthCheck())
+        servers[0].kill()  # no command runs: only the newly enabled checks can notice
+        assert await wait_for(lambda: client.provider.active_index == 2, timeout=3)
 
 
 # --- persistence and time ---------------------------------------------------------------------

@@ -178,3 +178,18 @@ def test_ping_health_check_is_the_default(redis_servers: Servers) -> None:
     (a,) = redis_servers(1)
     config = make_config([db(a, "a")])
     assert any(isinstance(c, PingHealthCheck) for c in config.health_checks)
+
+
+def test_add_health_check_turns_checks_on_when_they_were_off(redis_servers: Servers) -> None:
+    a, b = redis_servers(2)
+    client = FailoverRedis.from_config(make_config([db(a, "a"), db(b, "b")], health_checks=()))
+    try:
+        client.provider.add_health_check(PingHealthCheck())
+        a.kill()  # no command runs: only the newly enabled background checks can notice
+        deadline = time.monotonic() + 3
+        while client.provider.active_index != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.provider.active_index == 2
+        assert [row["healthy"] for row in client.provider.status()] == [False, True]
+    finally:
+        client.close()

@@ -157,10 +157,18 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
                 return
             await self._choose_initial()
             self._initialized = True
-            if self._start_health_checks and self._monitor is not None:
-                self._health_task = asyncio.get_running_loop().create_task(
-                    self._health_loop(), name=f"{PROVIDER_NAME}-health"
-                )
+            self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        """Start the health-check task (once started up, on the running loop)."""
+        if (not self._initialized or not self._start_health_checks or self._closed
+                or self._monitor is None or self._health_task is not None):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop here: started on the next use inside one
+        self._health_task = loop.create_task(self._health_loop(), name=f"{PROVIDER_NAME}-health")
 
     async def _choose_initial(self) -> None:
         slot = self._stored_slot()
@@ -169,7 +177,7 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
             return
         if self._has_probe():  # connect in order: the first healthy one
             for slot in self._ranked(self._slots):
-                ok = await self._check_database_async(slot.target)
+                ok = await self._run_probe_async(slot, None)  # one probe, not a full round
                 self._set_health(slot, ok)
                 if ok:
                     with self._lock:
