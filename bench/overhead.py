@@ -110,7 +110,35 @@ def _optional_rows() -> list[Row]:
         pass
     else:
         rows.append(("tenacity retry", tenacity.retry(stop=tenacity.stop_after_attempt(3))(target)))
+        import pybreaker
+
+        inner = pybreaker.CircuitBreaker(name="bench-in-tenacity")
+        rows.append((
+            PYBREAKER_IN_TENACITY,
+            tenacity.retry(stop=tenacity.stop_after_attempt(3))(inner(target)),
+        ))
     return rows
+
+
+PYBREAKER_IN_TENACITY = "pybreaker inside tenacity"
+
+
+def print_targets(medians: dict[str, float]) -> None:
+    """The issue's targets, checked against this run's medians."""
+    checks = [
+        ("faulttol breaker COUNT_BASED", ANCHOR, 0.25),
+        ("faulttol breaker COUNT_BASED", "circuitbreaker", 0.75),
+        ("faulttol breaker TIME_BASED", ANCHOR, 0.25),
+        ("faulttol breaker TIME_BASED", "circuitbreaker", 0.75),
+        ("faulttol stack CB+Retry+Fallback", PYBREAKER_IN_TENACITY, 0.05),
+    ]
+    print("\nTargets (median ratios)")
+    for row, anchor, limit in checks:
+        if row not in medians or anchor not in medians:
+            continue
+        ratio = medians[row] / medians[anchor]
+        verdict = "met" if ratio <= limit else "NOT met"
+        print(f"  {row} / {anchor}: {ratio:.3f}x (target <= {limit}x): {verdict}")
 
 
 def calibrate(fn: Callable[[], object], round_seconds: float) -> int:
@@ -236,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("pybreaker", "circuitbreaker"))
     print(f"python {sys.version.split()[0]}, {versions}\n")
     if args.only in (None, "success"):
-        success_path(rounds, args.round_seconds)
+        print_targets(success_path(rounds, args.round_seconds))
     if args.only in (None, "threads"):
         threads_part(calls_each=3 if args.quick else 5)
     if args.only in (None, "memory"):
