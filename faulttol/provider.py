@@ -461,10 +461,9 @@ class OrderedProvider(Generic[T]):
             chosen = self._best_eligible(candidates)
             if chosen is None:
                 raise self._unavailable_locked()
-            if reason is SwitchReason.CIRCUIT_BREAKER and from_slot.breaker.state in (
-                State.CLOSED,
-                State.HALF_OPEN,
-            ):
+            if from_slot is current and from_slot.breaker.state in (State.CLOSED, State.HALF_OPEN):
+                # a target left by failover has its breaker opened, whatever the reason: it
+                # is a destination again only after its open wait (or by failback)
                 from_slot.breaker.transition_to_open_state()
             self._prepare_destination(chosen)
             if chosen is not current:

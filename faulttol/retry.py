@@ -37,6 +37,7 @@ from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import ConfigTypeError
 from .events import (
     RetryEvents,
     RetryOnErrorEvent,
@@ -109,19 +110,19 @@ def _exception_types(field: str, value: object) -> tuple[type[BaseException], ..
     if isinstance(value, type):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)):
-        raise TypeError(
+        raise ConfigTypeError(
             f"{field} must be an exception type or a tuple of exception types, got {value!r}"
         )
     types = tuple(value)
     for item in types:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(f"{field} must contain only exception types, got {item!r}")
+            raise ConfigTypeError(f"{field} must contain only exception types, got {item!r}")
     return types
 
 
 def _number(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be a number, got {value!r}")
+        raise ConfigTypeError(f"{field} must be a number, got {value!r}")
     return float(value)
 
 
@@ -157,7 +158,7 @@ class RetryConfig:
     def __post_init__(self) -> None:
         max_attempts = self.max_attempts
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise TypeError(f"max_attempts must be an int, got {max_attempts!r}")
+            raise ConfigTypeError(f"max_attempts must be an int, got {max_attempts!r}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
         wait = _number("wait_duration", self.wait_duration)
@@ -187,9 +188,9 @@ class RetryConfig:
         for name in ("retry_on_exception", "retry_on_result"):
             predicate = getattr(self, name)
             if predicate is not None and not callable(predicate):
-                raise TypeError(f"{name} must be callable or None, got {predicate!r}")
+                raise ConfigTypeError(f"{name} must be callable or None, got {predicate!r}")
         if not isinstance(self.fail_after_max_attempts, bool):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"fail_after_max_attempts must be a bool, got {self.fail_after_max_attempts!r}"
             )
 
@@ -268,11 +269,11 @@ class Retry:
 
     def __init__(self, name: str, config: RetryConfig | None = None, *, clock: Clock | None = None):
         if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {name!r}")
+            raise ConfigTypeError(f"name must be a str, got {name!r}")
         if config is None:
             config = RetryConfig()
         elif not isinstance(config, RetryConfig):
-            raise TypeError(f"config must be a RetryConfig or None, got {config!r}")
+            raise ConfigTypeError(f"config must be a RetryConfig or None, got {config!r}")
         self._name = name
         self._config = config
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock

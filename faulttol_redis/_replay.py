@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from faulttol.breaker import CallNotPermittedError
 
-__all__ = ["is_replay_safe_command", "never_sent"]
+__all__ = ["command_may_replay", "is_replay_safe_command", "never_sent", "pipeline_may_replay"]
 
 # Messages redis-py uses for failures that happen before a command is sent.
 _NOT_SENT_MARKERS = (
@@ -74,3 +74,22 @@ def is_replay_safe_command(args: tuple[Any, ...], options: dict[str, Any]) -> bo
             isinstance(a, (str, bytes)) and _name(a) in _SET_UNSAFE_FLAGS for a in args[3:]
         )
     return name in _IDEMPOTENT_WRITES
+
+
+def command_may_replay(
+    exc: BaseException, call: tuple[Any, ...], *, replay_ambiguous: bool = False
+) -> bool:
+    """The failover client's ``may_replay`` for one command; ``call`` is ``(args, options)``."""
+    if replay_ambiguous or never_sent(exc):
+        return True
+    args, options = call
+    return is_replay_safe_command(args, options)
+
+
+def pipeline_may_replay(
+    exc: BaseException, call: tuple[Any, ...], *, replay_ambiguous: bool = False
+) -> bool:
+    """``may_replay`` for a pipeline; ``call[0]`` is its stack of ``(args, options)``."""
+    if replay_ambiguous or never_sent(exc):
+        return True
+    return all(is_replay_safe_command(args, options) for args, options in call[0])

@@ -25,7 +25,7 @@ from redis.exceptions import WatchError
 
 from faulttol.provider import SwitchEvent
 
-from ._replay import is_replay_safe_command, never_sent
+from ._replay import command_may_replay, pipeline_may_replay
 from .config import MultiDbConfig
 from .provider import Database, FailoverProvider
 
@@ -66,10 +66,7 @@ class FailoverRedis(redis.Redis):
     # ------------------------------------------------------------------------ commands
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        if self._replay_ambiguous or never_sent(exc):
-            return True
-        args, options = call
-        return is_replay_safe_command(args, options)
+        return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command on the active database, with retry and failover.
@@ -166,14 +163,6 @@ def _run_pipeline(db: Database, stack: list[Any], scripts: set[Any], transaction
         pipe.reset()
 
 
-def _pipeline_may_replay(client: FailoverRedis, exc: BaseException,
-                         call: tuple[Any, ...]) -> bool:
-    if client._replay_ambiguous or never_sent(exc):
-        return True
-    stack = call[0]
-    return all(is_replay_safe_command(args, options) for args, options in stack)
-
-
 class FailoverPipeline(Pipeline):
     """A redis-py ``Pipeline`` whose buffered commands run on the database active at ``execute()``.
 
@@ -246,7 +235,7 @@ class FailoverPipeline(Pipeline):
             self.reset()
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        return _pipeline_may_replay(self._client, exc, call)
+        return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
 
     def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None

@@ -28,6 +28,7 @@ import redis.retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
+from faulttol._errors import ConfigTypeError
 from faulttol.breaker import CallNotPermittedError, CircuitBreakerConfig
 from faulttol.health import (
     DEFAULT_HEALTH_CHECK_INTERVAL,
@@ -155,7 +156,7 @@ def _masked_url(url: str) -> str:
 
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
+        raise ConfigTypeError(f"{name} must be a number, got {value!r}")
     if math.isnan(value):
         raise ValueError(f"{name} must not be NaN")
     return float(value)
@@ -177,7 +178,7 @@ def _non_negative(name: str, value: object) -> float:
 
 def _int_at_least(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+        raise ConfigTypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
@@ -187,11 +188,11 @@ def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...
     if isinstance(value, type):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+        raise ConfigTypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
     types = tuple(value)
     for item in types:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(f"{name} must contain only exception types, got {item!r}")
+            raise ConfigTypeError(f"{name} must contain only exception types, got {item!r}")
     return types
 
 
@@ -226,10 +227,10 @@ class DatabaseConfig:
     def __post_init__(self) -> None:
         kwargs = {} if self.client_kwargs is None else self.client_kwargs
         if not isinstance(kwargs, Mapping):
-            raise TypeError(f"client_kwargs must be a mapping or None, got {type(kwargs)!r}")
+            raise ConfigTypeError(f"client_kwargs must be a mapping or None, got {type(kwargs)!r}")
         for key in kwargs:
             if not isinstance(key, str):
-                raise TypeError(f"client_kwargs keys must be str, got {key!r}")
+                raise ConfigTypeError(f"client_kwargs keys must be str, got {key!r}")
             if key in _RESERVED_CLIENT_KWARGS:
                 raise ValueError(
                     f"client_kwargs must not set {key!r}: use DatabaseConfig's host/port/url"
@@ -238,7 +239,7 @@ class DatabaseConfig:
         db: object = kwargs.get("db", 0)
         if self.url is not None:
             if not isinstance(self.url, str):
-                raise TypeError(f"url must be a str or None, got {type(self.url)!r}")
+                raise ConfigTypeError(f"url must be a str or None, got {type(self.url)!r}")
             try:
                 parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
             except ValueError:
@@ -257,7 +258,7 @@ class DatabaseConfig:
             if not isinstance(self.host, str) or not self.host:
                 raise ValueError(f"host must be a non-empty string, got {self.host!r}")
             if isinstance(self.port, bool) or not isinstance(self.port, int):
-                raise TypeError(f"port must be an int, got {self.port!r}")
+                raise ConfigTypeError(f"port must be an int, got {self.port!r}")
             if not 1 <= self.port <= 65535:
                 raise ValueError(f"port must be in 1..65535, got {self.port}")
         if isinstance(db, bool) or not isinstance(db, int) or db < 0:
@@ -265,9 +266,9 @@ class DatabaseConfig:
         object.__setattr__(self, "db", db)
         object.__setattr__(self, "weight", _non_negative("weight", self.weight))
         if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"name must be a str or None, got {self.name!r}")
+            raise ConfigTypeError(f"name must be a str or None, got {self.name!r}")
         if not isinstance(self.cluster, bool):
-            raise TypeError(f"cluster must be a bool, got {self.cluster!r}")
+            raise ConfigTypeError(f"cluster must be a bool, got {self.cluster!r}")
         if self.cluster and self.db != 0:
             raise ValueError(f"db must be 0 for a cluster database, got {self.db}")
 
@@ -447,13 +448,13 @@ class MultiDbConfig:
         if circuit_breaker is None:
             circuit_breaker = default_circuit_breaker_config()
         elif not isinstance(circuit_breaker, CircuitBreakerConfig):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"circuit_breaker must be a CircuitBreakerConfig, got {circuit_breaker!r}"
             )
         if retry is None:
             retry = default_retry_config()
         elif not isinstance(retry, RetryConfig):
-            raise TypeError(f"retry must be a RetryConfig, got {retry!r}")
+            raise ConfigTypeError(f"retry must be a RetryConfig, got {retry!r}")
         fallback = (
             default_fallback_exceptions()
             if fallback_exceptions is None
@@ -464,12 +465,12 @@ class MultiDbConfig:
         )
         for check in checks:
             if not isinstance(check, HealthCheck):
-                raise TypeError(
+                raise ConfigTypeError(
                     "health_checks must contain objects with check() and check_async(), "
                     f"got {check!r}"
                 )
         if not isinstance(health_check_policy, HealthCheckPolicy):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"health_check_policy must be a HealthCheckPolicy, got {health_check_policy!r}"
             )
         if auto_failback_interval is not None:
@@ -483,7 +484,7 @@ class MultiDbConfig:
         if store == "":
             raise ValueError("active_index_store must be a non-empty path or None")
         if not isinstance(retry_ambiguous_writes, bool):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"retry_ambiguous_writes must be a bool, got {retry_ambiguous_writes!r}"
             )
         values: dict[str, object] = {
@@ -551,14 +552,14 @@ def _validate_databases(databases: Iterable[DatabaseConfig]) -> tuple[DatabaseCo
     if isinstance(databases, (DatabaseConfig, str, bytes)) or not isinstance(
         databases, Iterable
     ):
-        raise TypeError(f"databases must be an iterable of DatabaseConfig, got {databases!r}")
+        raise ConfigTypeError(f"databases must be an iterable of DatabaseConfig, got {databases!r}")
     dbs = tuple(databases)
     if not dbs:
         raise ValueError("databases must contain at least 1 DatabaseConfig, got none")
     seen: dict[tuple[str, int, int], int] = {}
     for position, db in enumerate(dbs):
         if not isinstance(db, DatabaseConfig):
-            raise TypeError(f"databases[{position}] must be a DatabaseConfig, got {db!r}")
+            raise ConfigTypeError(f"databases[{position}] must be a DatabaseConfig, got {db!r}")
         first = seen.setdefault(db.endpoint_key, position)
         if first != position:
             raise ValueError(

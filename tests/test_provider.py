@@ -260,6 +260,7 @@ def test_health_check_failure_of_the_active_target_fails_over() -> None:
     provider.run_health_checks()
     assert provider.active_index == 2
     assert events == [SwitchEvent(1, 2, SwitchReason.HEALTH_CHECK)]
+    assert provider.breaker(1).state is State.OPEN  # left by failover: opened
     status = provider.status()
     assert [row["healthy"] for row in status] == [False, True, True]
     assert [row["active"] for row in status] == [False, True, False]
@@ -385,3 +386,18 @@ def test_threads_under_failover_lose_no_calls() -> None:
     assert results.count("t2") >= 8 * 150
     assert provider.active_index == 2
     assert len(events) == 1
+
+
+def test_a_target_left_by_a_health_check_is_a_destination_again_after_wait_and_health() -> None:
+    provider, targets, events, clock = make(n=2, health_check=health)
+    targets[0].up = False
+    provider.run_health_checks()
+    assert provider.active_index == 2
+    targets[0].up = True
+    provider.run_health_checks()
+    assert not provider.is_eligible(1)  # healthy, but its open wait has not passed
+    clock.advance(30.0)
+    assert provider.is_eligible(1)
+    assert provider.active_index == 2  # no failback by itself
+    targets[1].up = False
+    assert provider.execute(run)[0] == "t1"

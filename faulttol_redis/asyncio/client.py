@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faulttol.provider import SwitchEvent
 
-from .._replay import is_replay_safe_command, never_sent
+from .._replay import command_may_replay, pipeline_may_replay
 from ..config import MultiDbConfig
 from .provider import AsyncDatabase, FailoverProvider
 
@@ -91,10 +91,7 @@ class FailoverRedis(redis.asyncio.Redis):
     # ------------------------------------------------------------------------ commands
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        if self._replay_ambiguous or never_sent(exc):
-            return True
-        args, options = call
-        return is_replay_safe_command(args, options)
+        return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command on the active database, with retry and failover."""
@@ -284,9 +281,7 @@ class FailoverPipeline(Pipeline):
             await self.reset()
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        if self._client._replay_ambiguous or never_sent(exc):
-            return True
-        return all(is_replay_safe_command(args, options) for args, options in call[0])
+        return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
 
     async def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None
