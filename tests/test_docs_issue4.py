@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_helpers import requires_redis_7
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -351,6 +352,7 @@ def test_block_runs_against_redis(block: Block, fast_probes: None) -> None:
         _run_block(block, code)
 
 
+@requires_redis_7
 @pytest.mark.parametrize("block", _params([b for b in BLOCKS if b.kind == "cluster"]))
 def test_block_runs_against_a_cluster(
     block: Block, shared_cluster: Callable[[], Any], fast_probes: None
