@@ -22,7 +22,12 @@ import redis.cluster
 from ._replay import never_sent as _never_sent
 from .errors import ClusterConnectionError
 
-__all__ = ["FailoverAsyncRedisCluster", "FailoverRedisCluster"]
+__all__ = [
+    "AsyncClusterPubSubPool",
+    "FailoverAsyncRedisCluster",
+    "FailoverRedisCluster",
+    "pubsub_node_pool",
+]
 
 _TOPOLOGY_FAILURES = (
     "Redis Cluster cannot be connected",  # no startup node answered CLUSTER SLOTS
@@ -184,7 +189,9 @@ class _FailoverClusterPipeline(redis.cluster.ClusterPipeline):
 
     Like a standalone ``Pipeline`` it has ``scripts``: the :class:`redis.commands.core.Script`
     objects whose EVALSHA it carries are loaded on every primary that lacks them before the
-    commands are sent (redis-py's cluster pipeline would fail them with NOSCRIPT).
+    commands are sent (redis-py's cluster pipeline would fail them with NOSCRIPT). When a
+    primary cannot be reached for that, nothing of the pipeline ran:
+    ``ClusterConnectionError(never_sent=True)``.
     """
 
     scripts: set[Any]
@@ -192,7 +199,7 @@ class _FailoverClusterPipeline(redis.cluster.ClusterPipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
             if self.scripts:
-                self._load_scripts()
+                _loading_scripts(self._load_scripts)  # raises ClusterConnectionError as is
             return super().execute(raise_on_error)
         except (
             redis.exceptions.RedisClusterException,
@@ -252,14 +259,25 @@ class FailoverAsyncRedisCluster(redis.asyncio.cluster.RedisCluster):
 
 
 class _FailoverAsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
-    """redis-py's asyncio cluster pipeline, reporting failures as :func:`_cluster_failure`."""
+    """redis-py's asyncio cluster pipeline, reporting failures as :func:`_cluster_failure`.
 
-    __slots__ = ()
+    Like the sync one (and a standalone ``Pipeline``) it has ``scripts``, loaded on every
+    primary that lacks them before the commands are sent.
+    """
+
+    __slots__ = ("scripts",)
+
+    def __init__(self, client: redis.asyncio.cluster.RedisCluster,
+                 transaction: bool | None = None) -> None:
+        super().__init__(client, transaction)
+        self.scripts: set[Any] = set()
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         try:
+            if self.scripts:
+                await _loading_scripts_async(self._load_scripts)  # see the sync pipeline
             return await super().execute(raise_on_error, allow_redirections)
         except (
             redis.exceptions.RedisClusterException,
@@ -271,3 +289,168 @@ class _FailoverAsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
             if failure is None:
                 raise
             raise failure from exc
+        finally:
+            self.scripts = set()
+
+    async def reset(self) -> None:  # type: ignore[override]
+        self.scripts = set()
+        await super().reset()  # type: ignore[no-untyped-call]
+
+    async def _load_scripts(self) -> None:
+        client = self.cluster_client
+        if client._initialize:
+            await client.initialize()
+        scripts = list(self.scripts)
+        shas = [script.sha for script in scripts]
+        for node in client.get_primaries():
+            exists = await node.execute_command("SCRIPT EXISTS", *shas)
+            for script, present in zip(scripts, exists, strict=True):
+                if not present:
+                    sha = await node.execute_command("SCRIPT LOAD", script.script)
+                    script.sha = sha.decode() if isinstance(sha, bytes) else sha
+
+
+def _script_load_failure(exc: BaseException) -> ClusterConnectionError | None:
+    failure = _cluster_failure(exc, pipeline=False)
+    if failure is None and isinstance(
+        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    ) and not isinstance(exc, ClusterConnectionError):
+        failure = ClusterConnectionError(
+            f"loading the pipeline's scripts on the primaries failed: {exc}", never_sent=True
+        )
+    if failure is not None:
+        failure.never_sent = True  # none of the pipeline's commands was sent yet
+    return failure
+
+
+def _loading_scripts(load: Any) -> None:
+    """Run ``load`` (a pipeline's script loading); a failure there means the pipeline did
+    not run at all, which the connection error raised says (``never_sent``)."""
+    try:
+        load()
+    except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError,
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        failure = _script_load_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+async def _loading_scripts_async(load: Any) -> None:
+    """The asyncio twin of :func:`_loading_scripts`."""
+    try:
+        await load()
+    except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError,
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        failure = _script_load_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+# --- pubsub on a cluster database ------------------------------------------------------------
+
+
+def _pubsub_candidates(client: Any) -> list[Any]:
+    """The nodes a pubsub may use, best first: the default node, the primaries, the rest."""
+    default = client.get_default_node()
+    ordered = [default] if default is not None else []
+    ordered += client.get_primaries()
+    ordered += client.get_nodes()
+    seen: set[str] = set()
+    unique = []
+    for node in ordered:
+        if node.name not in seen:
+            seen.add(node.name)
+            unique.append(node)
+    return unique
+
+
+def pubsub_node_pool(client: redis.cluster.RedisCluster) -> Any:
+    """The connection pool of the first node of ``client`` that answers PING (the default
+    node, then the other primaries, then the other nodes), for a sync pubsub.
+
+    ``SUBSCRIBE`` and ``PSUBSCRIBE`` on any node receive what is published on every node,
+    so one live node serves a pubsub, also while another node is down and the cluster is
+    still healthy for the health-check policy. Raises :class:`ClusterConnectionError` when
+    no node answers.
+    """
+    last: BaseException | None = None
+    for node in _pubsub_candidates(client):
+        node_client = client.get_redis_connection(node)
+        try:
+            node_client.ping()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            last = exc
+            continue
+        return node_client.connection_pool
+    raise ClusterConnectionError(
+        f"no node of the cluster answered for a pubsub: {last}", never_sent=True
+    ) from last
+
+
+class AsyncClusterPubSubPool:
+    """The connection pool of a ``redis.asyncio`` PubSub on a cluster database: connections
+    to one node of the cluster.
+
+    ``SUBSCRIBE`` and ``PSUBSCRIBE`` on any node receive what is published on every node
+    (the cluster bus forwards it), so one node serves a pubsub. Each new connection goes to
+    the first node that accepts it: the cluster's default node, then the other primaries,
+    then the other nodes. So a pubsub that reconnects (after its node died, while the
+    cluster is still healthy enough for the health-check policy) lands on a live node. The
+    connections belong to the nodes (closed with the cluster client); a connection given
+    back is disconnected first, so a subscribed socket never serves commands.
+    """
+
+    def __init__(self, cluster: redis.asyncio.cluster.RedisCluster) -> None:
+        self._cluster = cluster
+        self._owners: dict[int, redis.asyncio.cluster.ClusterNode] = {}
+        self.connection_kwargs: dict[str, Any] = {}
+
+    def get_encoder(self) -> Any:
+        return self._cluster.get_encoder()
+
+    async def get_connection(self, command_name: Any = None, *keys: Any,
+                             **options: Any) -> Any:
+        """A connected connection to the first node that accepts one."""
+        await self._cluster.initialize()  # a no-op once initialized
+        last: BaseException | None = None
+        for node in _pubsub_candidates(self._cluster):
+            connection = node.acquire_connection()
+            try:
+                await connection.connect()
+            except BaseException as exc:
+                await connection.disconnect()
+                node.release(connection)
+                if not isinstance(
+                    exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+                ):
+                    raise
+                last = exc
+                continue
+            self.connection_kwargs = node.connection_kwargs
+            self._owners[id(connection)] = node
+            return connection
+        raise ClusterConnectionError(
+            f"no node of the cluster accepted a pubsub connection: {last}", never_sent=True
+        ) from last
+
+    async def release(self, connection: Any) -> None:
+        node = self._owners.pop(id(connection), None)
+        if node is None:
+            return
+        if connection.is_connected:
+            await connection.disconnect()
+        node.release(connection)
+
+    def get_protocol(self) -> Any:
+        return self.connection_kwargs.get("protocol")
+
+    async def re_auth_callback(self, token: Any) -> None:
+        """Nothing to do: the node's connections are the cluster client's."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Nothing to do: the node's connections close with the cluster client."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}({self._cluster!r})>"

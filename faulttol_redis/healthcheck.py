@@ -26,10 +26,14 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
+from faulttol._errors import ConfigTypeError
+from faulttol.health import HealthCheckPolicy, _Tally
+
 if TYPE_CHECKING:
     from .config import DatabaseConfig
 
 __all__ = [
+    "DEFAULT_CLUSTER_POLICY",
     "DEFAULT_LAG_TOLERANCE_MS",
     "DEFAULT_REST_API_PORT",
     "DEFAULT_REST_API_TIMEOUT",
@@ -47,6 +51,9 @@ SyncClient = Union["redis.Redis", "redis.cluster.RedisCluster"]
 
 AsyncClient = Union["redis.asyncio.Redis", "redis.asyncio.cluster.RedisCluster"]
 """An asyncio client a health check may be given: standalone or cluster."""
+
+DEFAULT_CLUSTER_POLICY = HealthCheckPolicy.HEALTHY_ALL
+"""How many primaries of a cluster database must answer PING by default: all of them."""
 
 DEFAULT_REST_API_PORT = 9443
 """The Redis Enterprise cluster REST API port."""
@@ -77,49 +84,65 @@ class HealthCheck(Protocol):
 
 
 class PingHealthCheck:
-    """Healthy when PING answers PONG; for a cluster, when every primary does.
+    """Healthy when PING answers PONG; for a cluster, when enough primaries do.
 
-    A cluster is healthy only when its slot map covers every slot and every primary in it
-    answers PING (each within the client's socket timeout). It is never vacuously healthy:
-    no known primary, a hole in the slot map or no reachable node is unhealthy. (redis-py's
-    ``RedisCluster.ping()`` asks one node only, so it answers True while other primaries are
-    down.) When a primary does not answer, the topology is loaded again and the new
-    primaries are asked once more, so that a primary replaced by its replica does not keep
-    the cluster unhealthy. Connection errors and timeouts propagate (the probe counts as
-    failed).
+    ``cluster_policy`` says how many primaries of a cluster database must answer PING (each
+    within the client's socket timeout); a standalone database ignores it:
+
+    * ``HEALTHY_ALL`` (the default): every primary answers and the slot map covers every
+      slot.
+    * ``HEALTHY_MAJORITY``: more than half of the primaries answer (2 of 3, 3 of 4).
+    * ``HEALTHY_ANY``: at least one primary answers.
+
+    A cluster is never vacuously healthy: no known primary, or no primary answering, is
+    unhealthy whatever the policy. (redis-py's ``RedisCluster.ping()`` asks one node only, so
+    it answers True while other primaries are down.) Primaries are asked one after another
+    and the asking stops once the outcome is decided. When the policy is not met because a
+    primary did not answer, the topology is loaded again and the new primaries are asked
+    once more, so that a primary replaced by its replica does not keep the cluster
+    unhealthy. Connection errors and timeouts propagate (the probe counts as failed): a
+    primary's error when the policy is still not met, and any error while loading the
+    topology.
     """
 
-    __slots__ = ()
+    __slots__ = ("_cluster_policy",)
+
+    def __init__(self, *, cluster_policy: HealthCheckPolicy = DEFAULT_CLUSTER_POLICY) -> None:
+        if not isinstance(cluster_policy, HealthCheckPolicy):
+            raise ConfigTypeError(
+                f"cluster_policy must be a HealthCheckPolicy (HEALTHY_ALL, HEALTHY_MAJORITY or "
+                f"HEALTHY_ANY), got {cluster_policy!r}"
+            )
+        self._cluster_policy = cluster_policy
+
+    @property
+    def cluster_policy(self) -> HealthCheckPolicy:
+        """How many primaries of a cluster database must answer (see the class docstring)."""
+        return self._cluster_policy
 
     def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.cluster.RedisCluster):
-            try:
-                return _every_primary_answers(client)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                if not _reload_topology(client):
-                    raise
-                return _every_primary_answers(client)
+            return _check_cluster(client, self._cluster_policy)
         return client.ping() is True
 
     async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             await client.initialize()  # a no-op once initialized; raises if no node answers
-            try:
-                return await _every_primary_answers_async(client)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                if not await _reload_topology_async(client):
-                    raise
-                return await _every_primary_answers_async(client)
+            return await _check_cluster_async(client, self._cluster_policy)
         return await client.ping() is True
 
     def __repr__(self) -> str:
-        return "PingHealthCheck()"
+        if self._cluster_policy is DEFAULT_CLUSTER_POLICY:
+            return "PingHealthCheck()"
+        return f"PingHealthCheck(cluster_policy=HealthCheckPolicy.{self._cluster_policy.name})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PingHealthCheck)
+        if not isinstance(other, PingHealthCheck):
+            return NotImplemented
+        return self._cluster_policy is other._cluster_policy
 
     def __hash__(self) -> int:
-        return hash(PingHealthCheck)
+        return hash((PingHealthCheck, self._cluster_policy))
 
 
 class LagAwareHealthCheck:
@@ -302,38 +325,107 @@ def _covers_every_slot(nodes_manager: Any) -> bool:
     return len(slots) == REDIS_CLUSTER_HASH_SLOTS and all(slots.values())
 
 
-def _every_primary_answers(client: redis.cluster.RedisCluster) -> bool:
+def _is_pong(answer: Any) -> bool:
+    return answer is True or answer in (b"PONG", "PONG")
+
+
+class _PrimaryRound:
+    """One asking of a cluster's primaries: the decision logic shared by the sync and
+    asyncio checks (the policy's arithmetic is :class:`faulttol.health._Tally`'s, with one
+    primary for one probe)."""
+
+    __slots__ = ("_tally", "error", "verdict")
+
+    def __init__(self, policy: HealthCheckPolicy, primaries: int, covered: bool) -> None:
+        self.error: BaseException | None = None
+        self.verdict: bool | None = None
+        self._tally: _Tally | None = None
+        if primaries == 0 or (policy is HealthCheckPolicy.HEALTHY_ALL and not covered):
+            self.verdict = False  # never vacuously healthy; ALL needs every slot served
+        else:
+            self._tally = _Tally(policy, primaries)
+
+    def record(self, answered: bool, error: BaseException | None = None) -> bool:
+        """Count one primary's answer; True once the outcome is decided."""
+        if error is not None:
+            self.error = error
+        assert self._tally is not None
+        self.verdict = self._tally.record(answered)
+        return self.verdict is not None
+
+    @property
+    def worth_reloading(self) -> bool:
+        """Unhealthy because a primary did not answer: the topology may have changed."""
+        return self.verdict is not True and self.error is not None
+
+    def reload_failed(self) -> BaseException:
+        """What to raise when the topology could not be loaded again: the primary's error."""
+        assert self.error is not None
+        return self.error
+
+    def outcome(self) -> bool:
+        """The verdict; a primary's error propagates when the cluster is unhealthy."""
+        if self.verdict is True:
+            return True
+        if self.error is not None:
+            raise self.error
+        return False
+
+
+_PING_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _ask_primaries(client: redis.cluster.RedisCluster, policy: HealthCheckPolicy) -> _PrimaryRound:
     primaries = client.get_primaries()  # type: ignore[no-untyped-call]
-    if not primaries or not _covers_every_slot(client.nodes_manager):
-        return False
-    return all(client.get_redis_connection(node).ping() is True for node in primaries)
-
-
-def _reload_topology(client: redis.cluster.RedisCluster) -> bool:
-    """Load the slot map again (through any node that answers); False if none does."""
-    try:
-        client.nodes_manager.initialize()
-    except Exception:
-        _log.debug("reloading the cluster topology failed", exc_info=True)
-        return False
-    return True
-
-
-async def _every_primary_answers_async(client: redis.asyncio.cluster.RedisCluster) -> bool:
-    primaries = client.get_primaries()
-    if not primaries or not _covers_every_slot(client.nodes_manager):
-        return False
+    asking = _PrimaryRound(policy, len(primaries), _covers_every_slot(client.nodes_manager))
     for node in primaries:
-        answer = await node.execute_command("PING")
-        if answer is not True and answer not in (b"PONG", "PONG"):
-            return False
-    return True
+        if asking.verdict is not None:
+            break
+        try:
+            answered, error = client.get_redis_connection(node).ping() is True, None
+        except _PING_ERRORS as exc:
+            answered, error = False, exc
+        asking.record(answered, error)
+    return asking
 
 
-async def _reload_topology_async(client: redis.asyncio.cluster.RedisCluster) -> bool:
-    try:
-        await client.nodes_manager.initialize()
-    except Exception:
-        _log.debug("reloading the cluster topology failed", exc_info=True)
-        return False
-    return True
+def _check_cluster(client: redis.cluster.RedisCluster, policy: HealthCheckPolicy) -> bool:
+    asking = _ask_primaries(client, policy)
+    if asking.worth_reloading:
+        try:  # load the slot map again, through any node that answers
+            client.nodes_manager.initialize()
+        except Exception as exc:
+            _log.debug("reloading the cluster topology failed", exc_info=True)
+            raise asking.reload_failed() from exc
+        asking = _ask_primaries(client, policy)
+    return asking.outcome()
+
+
+async def _ask_primaries_async(
+    client: redis.asyncio.cluster.RedisCluster, policy: HealthCheckPolicy
+) -> _PrimaryRound:
+    primaries = client.get_primaries()
+    asking = _PrimaryRound(policy, len(primaries), _covers_every_slot(client.nodes_manager))
+    for node in primaries:
+        if asking.verdict is not None:
+            break
+        try:
+            answered, error = _is_pong(await node.execute_command("PING")), None
+        except _PING_ERRORS as exc:
+            answered, error = False, exc
+        asking.record(answered, error)
+    return asking
+
+
+async def _check_cluster_async(
+    client: redis.asyncio.cluster.RedisCluster, policy: HealthCheckPolicy
+) -> bool:
+    asking = await _ask_primaries_async(client, policy)
+    if asking.worth_reloading:
+        try:  # load the slot map again, through any node that answers
+            await client.nodes_manager.initialize()
+        except Exception as exc:
+            _log.debug("reloading the cluster topology failed", exc_info=True)
+            raise asking.reload_failed() from exc
+        asking = await _ask_primaries_async(client, policy)
+    return asking.outcome()

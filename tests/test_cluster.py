@@ -591,3 +591,135 @@ def test_unreachable_cluster_at_startup_does_not_stop_the_client(
             client.provider.set_active_index(1)
     finally:
         client.close()
+
+
+# --- PingHealthCheck's cluster policy --------------------------------------------------------
+
+
+def test_cluster_policy_defaults_to_every_primary() -> None:
+    from faulttol_redis import HealthCheckPolicy
+    from faulttol_redis.healthcheck import DEFAULT_CLUSTER_POLICY
+
+    assert DEFAULT_CLUSTER_POLICY is HealthCheckPolicy.HEALTHY_ALL
+    assert PingHealthCheck().cluster_policy is HealthCheckPolicy.HEALTHY_ALL
+    assert MultiDbConfig([DatabaseConfig()]).health_checks == (
+        PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_ALL),
+    )
+
+
+@pytest.mark.parametrize("value", ["healthy_all", "HEALTHY_MAJORITY", None, 1, True])
+def test_cluster_policy_must_be_a_health_check_policy(value: Any) -> None:
+    with pytest.raises(TypeError, match="cluster_policy must be a HealthCheckPolicy") as caught:
+        PingHealthCheck(cluster_policy=value)
+    assert isinstance(caught.value, ValueError)  # the project's rule for bad config
+    with pytest.raises(TypeError):
+        PingHealthCheck(value)  # type: ignore[call-arg]  # keyword-only
+
+
+def test_cluster_policy_repr_equality_hash_and_pickle() -> None:
+    import pickle
+
+    from faulttol_redis import HealthCheckPolicy
+
+    every = PingHealthCheck()
+    majority = PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_MAJORITY)
+    any_one = PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_ANY)
+    assert repr(every) == "PingHealthCheck()"
+    assert repr(majority) == "PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_MAJORITY)"
+    for check in (every, majority, any_one):
+        assert eval(repr(check), {"PingHealthCheck": PingHealthCheck,
+                                  "HealthCheckPolicy": HealthCheckPolicy}) == check
+        assert pickle.loads(pickle.dumps(check)) == check
+    assert every == PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_ALL)
+    assert every != majority != any_one != every
+    assert every != "PingHealthCheck()"
+    assert len({every, PingHealthCheck(), majority, any_one,
+                PingHealthCheck(cluster_policy=HealthCheckPolicy.HEALTHY_ANY)}) == 3
+    with pytest.raises(AttributeError):
+        majority.cluster_policy = HealthCheckPolicy.HEALTHY_ALL  # type: ignore[misc]
+    config = MultiDbConfig([DatabaseConfig()], health_checks=(majority,))
+    assert config.health_checks == (majority,)
+    assert "HEALTHY_MAJORITY" in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("policy", "answers", "verdict", "asked"),
+    [
+        ("HEALTHY_ALL", [True, True, True], True, 3),
+        ("HEALTHY_ALL", [True, False, True], False, 2),  # decided at the first silence
+        ("HEALTHY_MAJORITY", [True, False, True], True, 3),
+        ("HEALTHY_MAJORITY", [True, True, False], True, 2),  # 2 of 3: decided
+        ("HEALTHY_MAJORITY", [False, False, True], False, 2),
+        ("HEALTHY_MAJORITY", [True, False, True, False], False, 4),  # a tie is unhealthy
+        ("HEALTHY_ANY", [False, False, True], True, 3),
+        ("HEALTHY_ANY", [True, False, False], True, 1),
+        ("HEALTHY_ANY", [False, False, False], False, 3),
+        ("HEALTHY_ANY", [False], False, 1),
+    ],
+)
+def test_primary_answers_decide_by_policy(
+    policy: str, answers: list[bool], verdict: bool, asked: int
+) -> None:
+    """The decision logic the sync and asyncio checks share, without a cluster."""
+    from faulttol_redis import HealthCheckPolicy
+    from faulttol_redis.healthcheck import _PrimaryRound
+
+    asking = _PrimaryRound(HealthCheckPolicy[policy], len(answers), covered=True)
+    count = 0
+    for answered in answers:
+        count += 1
+        if asking.record(answered):
+            break
+    assert count == asked
+    assert asking.outcome() is verdict
+
+
+def test_primary_answers_are_never_vacuously_healthy() -> None:
+    from faulttol_redis import HealthCheckPolicy
+    from faulttol_redis.healthcheck import _PrimaryRound
+
+    for policy in HealthCheckPolicy:
+        assert _PrimaryRound(policy, 0, covered=True).outcome() is False
+    # Every slot served is part of HEALTHY_ALL only: the others tolerate missing slots.
+    assert _PrimaryRound(HealthCheckPolicy.HEALTHY_ALL, 3, covered=False).outcome() is False
+    for policy in (HealthCheckPolicy.HEALTHY_MAJORITY, HealthCheckPolicy.HEALTHY_ANY):
+        asking = _PrimaryRound(policy, 3, covered=False)
+        asking.record(True)
+        asking.record(True)
+        assert asking.outcome() is True
+    # A silent primary's error is what the probe raises when the policy is not met.
+    asking = _PrimaryRound(HealthCheckPolicy.HEALTHY_MAJORITY, 3, covered=True)
+    error = redis.exceptions.ConnectionError("node 2 refused")
+    asking.record(False, error)
+    asking.record(False, redis.exceptions.TimeoutError("node 3 timed out"))
+    assert asking.worth_reloading
+    with pytest.raises(redis.exceptions.TimeoutError, match="node 3"):
+        asking.outcome()
+    met = _PrimaryRound(HealthCheckPolicy.HEALTHY_ANY, 2, covered=True)
+    met.record(False, error)
+    met.record(True)
+    assert not met.worth_reloading
+    assert met.outcome() is True
+
+
+def test_sync_cluster_policies_on_a_paused_primary(cluster: LocalCluster) -> None:
+    """A primary that does not answer in time: ALL fails (the timeout propagates), MAJORITY
+    and ANY pass; every policy passes again once it answers."""
+    from faulttol_redis import HealthCheckPolicy
+
+    database = cluster_db(cluster)
+    client = cluster_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
+    checks = {p: PingHealthCheck(cluster_policy=p) for p in HealthCheckPolicy}
+    try:
+        assert all(check.check(client, database) is True for check in checks.values())
+        cluster.nodes[1].pause()
+        try:
+            with pytest.raises(redis.exceptions.TimeoutError):
+                checks[HealthCheckPolicy.HEALTHY_ALL].check(client, database)
+            assert checks[HealthCheckPolicy.HEALTHY_MAJORITY].check(client, database) is True
+            assert checks[HealthCheckPolicy.HEALTHY_ANY].check(client, database) is True
+        finally:
+            cluster.nodes[1].resume()
+        assert all(check.check(client, database) is True for check in checks.values())
+    finally:
+        client.close()

@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
@@ -27,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faulttol.provider import SwitchEvent
 
+from .._cluster import AsyncClusterPubSubPool
 from .._replay import command_may_replay, pipeline_may_replay
 from ..config import MultiDbConfig
 from .provider import AsyncDatabase, FailoverProvider
@@ -104,12 +106,12 @@ class FailoverRedis(redis.asyncio.Redis):
 
     @property
     def connection_pool(self) -> Any:  # type: ignore[override]
-        """The active database's connection pool (read-only; none for a cluster)."""
-        return self._provider.client().connection_pool
+        """The active database's connection pool (read-only; None for a cluster database)."""
+        return getattr(self._provider.client(), "connection_pool", None)
 
     @property
     def response_callbacks(self) -> Any:  # type: ignore[override]
-        return self._provider.client().response_callbacks
+        return getattr(self._provider.client(), "response_callbacks", {})
 
     def get_encoder(self) -> Any:
         return self._provider.client().get_encoder()  # type: ignore[no-untyped-call]
@@ -185,10 +187,18 @@ class FailoverRedis(redis.asyncio.Redis):
 # --- pipelines ------------------------------------------------------------------------------
 
 
+def _is_cluster(db: AsyncDatabase) -> bool:
+    return isinstance(db.client, redis.asyncio.cluster.RedisCluster)
+
+
 async def _run_pipeline(db: AsyncDatabase, stack: list[Any], scripts: set[Any],
                         transaction: bool, shard_hint: Any, raise_on_error: bool) -> list[Any]:
     pipe = db.client.pipeline(transaction, shard_hint)
     try:
+        if _is_cluster(db):
+            # redis-py runs a cluster transaction's execute_command on a worker thread's own
+            # event loop: the cluster must be initialized on ours first.
+            await pipe.initialize()
         # Replayed through the public API; an asyncio cluster pipeline buffers on
         # execute_command (it has no pipeline_execute_command).
         add = getattr(pipe, "pipeline_execute_command", None) or pipe.execute_command
@@ -237,6 +247,8 @@ class FailoverPipeline(Pipeline):
         db = provider._active.target
         real = db.client.pipeline(self.is_transaction, self.shard_hint)
         try:
+            if _is_cluster(db):
+                await real.initialize()  # on this loop (see _run_pipeline)
             result = await real.execute_command(*args, **kwargs)
         except BaseException:
             await real.reset()
@@ -308,6 +320,15 @@ class FailoverPipeline(Pipeline):
 # --- pubsub ---------------------------------------------------------------------------------
 
 
+def _pubsub_pool(db: AsyncDatabase) -> Any:
+    """The pool a pubsub uses on ``db``: for a cluster, connections to one node (SUBSCRIBE
+    on any node receives what is published on every node), picked at each connection."""
+    client: Any = db.client
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return AsyncClusterPubSubPool(client)
+    return client.connection_pool
+
+
 class FailoverPubSub(PubSub):
     """A ``redis.asyncio`` PubSub that moves its subscriptions to the new database after a
     switch.
@@ -322,7 +343,7 @@ class FailoverPubSub(PubSub):
         self._provider = provider
         self._db: AsyncDatabase = provider._active.target
         self._moving = False
-        super().__init__(self._db.client.connection_pool, **kwargs)
+        super().__init__(_pubsub_pool(self._db), **kwargs)
         ref = weakref.WeakMethod(self._on_switch)
 
         async def listener(event: SwitchEvent) -> None:
@@ -364,7 +385,7 @@ class FailoverPubSub(PubSub):
                 finally:
                     await self.connection_pool.release(conn)
             self._db = target
-            self.connection_pool = target.client.connection_pool
+            self.connection_pool = _pubsub_pool(target)
             self._moving = False
             if self.subscribed:
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
@@ -406,7 +427,7 @@ class FailoverPubSub(PubSub):
             if conn is not None and not conn.is_connected and not isinstance(
                 exc, RedisTimeoutError
             ):
-                await conn.connect()  # a broken connection to a live database; re-subscribes
+                await self._reconnect_same(conn)  # a broken connection to a live database
             return None
         provider._after_probe_failed(slot, exc)
         await provider._deliver_pending()
@@ -414,6 +435,23 @@ class FailoverPubSub(PubSub):
             raise exc  # nowhere to go: the caller sees the failure
         await self._follow()
         return None
+
+    async def _reconnect_same(self, conn: Any) -> None:
+        """Reconnect to the same database, re-subscribing."""
+        if not _is_cluster(self._db):
+            await conn.connect()  # the connect callback re-subscribes
+            return
+        # A cluster may have lost our node while staying healthy (a replica took over, or a
+        # policy that tolerates a dead primary): pick a node again.
+        async with self._lock:
+            current: Any = self.connection
+            if current is not conn:
+                return  # moved or reconnected meanwhile
+            conn.deregister_connect_callback(self.on_connect)
+            self.connection = None
+            await self.connection_pool.release(conn)
+        if self.subscribed:
+            await self.on_connect(None)  # type: ignore[arg-type]  # subscribing connects
 
     async def aclose(self) -> None:
         self._provider.remove_switch_listener(self._listener)
