@@ -25,6 +25,7 @@ from redis.exceptions import WatchError
 
 from faulttol.provider import SwitchEvent
 
+from ._cluster import pubsub_node_pool
 from ._replay import command_may_replay, pipeline_may_replay
 from .config import MultiDbConfig
 from .provider import Database, FailoverProvider
@@ -272,8 +273,7 @@ def _pubsub_pool(db: Database) -> Any:
     receives what is published on every node)."""
     client: Any = db.client
     if isinstance(client, RedisCluster):
-        node = client.get_default_node()  # type: ignore[no-untyped-call]
-        return client.get_redis_connection(node).connection_pool
+        return pubsub_node_pool(client)  # the first live node
     return client.connection_pool
 
 
