@@ -4,35 +4,42 @@ Every client sends ``GET`` of a small existing key to the same local ``redis-ser
 server runs in another process, so wall time mostly measures the loopback round trip and the
 server; what a failover layer adds is *client CPU*, measured here with ``time.process_time()``
 (CPU of this whole process, all threads — background health checks included, which over a
-round of 20k GETs is noise).
+round of 5k GETs is noise).
 
-Rows:
+Two parts (``--only sync`` or ``--only asyncio``; both by default), each with its own anchor:
 
-* ``raw redis.Redis``: the anchor — a plain client with the same socket timeouts (0.5 s);
-* ``raw redis.Redis again (A/A control)``: a second, identical plain client. Its ratio to the
-  anchor should be 1.000; how far it is off shows the noise floor of the run;
-* ``faulttol, 1 db`` and ``faulttol, 2 dbs``: ``FailoverRedis`` with one database, and with
-  two (the first active; the second is another idle local server), default config;
-* ``redis-py MultiDBClient, 2 dbs``: redis-py's multi-database client, default config.
+* sync: ``raw redis.Redis`` (the anchor, same socket timeouts, 0.5 s), a second identical raw
+  client (``A/A control``: its ratio to the anchor should be 1.000; how far it is off shows
+  the noise floor of the run), ``FailoverRedis`` with one database and with two (the first
+  active; the second another idle local server), default config, and redis-py's
+  ``MultiDBClient`` with two;
+* asyncio: the same rows for awaited GETs, all in one event loop: ``raw
+  redis.asyncio.Redis`` (anchor) and its A/A control, ``faulttol_redis.asyncio.FailoverRedis``
+  with one and two databases, and redis-py's ``redis.asyncio.multidb`` ``MultiDBClient``
+  with two (if this redis-py has it). Every client is initialized first (startup probes,
+  health-check tasks running on the loop).
 
-The clients take turns in rounds (``--rounds``, default 40, of ``--gets`` GETs each, default
-5,000: short rounds, so the rows of one round are measured within a second of each other);
-the order is reversed every other round so drift and noise hit every row alike. The table
-shows the median and best CPU µs/GET over the rounds, the median wall µs/GET, and the ratio
-to raw three ways: the median of the per-round ratios (the verdict: the least sensitive to
-load from other processes), the ratio of the medians, and the ratio of the best rounds.
-Target (from the issue): faulttol <= 1.03x raw.
+The clients of a part take turns in rounds (``--rounds``, default 40, of ``--gets`` GETs
+each, default 5,000: short rounds, so the rows of one round are measured within a second of
+each other); the order is reversed every other round so drift and noise hit every row alike.
+The table shows the median and best CPU µs/GET over the rounds, the median wall µs/GET, and
+the ratio to raw three ways: the median of the per-round ratios (the verdict: the least
+sensitive to load from other processes), the ratio of the medians, and the ratio of the best
+rounds. Target (from the issues): faulttol <= 1.03x raw, sync and asyncio.
 
-``--profile`` instead profiles GETs through ``FailoverRedis`` with cProfile (faulttol and
-faulttol_redis functions first) and times each piece of faulttol's layer with the network
-taken out (a stub database client), to show where the added CPU goes.
+``--profile`` instead profiles GETs through ``FailoverRedis`` (the parts ``--only`` selects)
+with cProfile (faulttol and faulttol_redis functions first) and times each piece of
+faulttol's layer with the network taken out (a stub database client), to show where the
+added CPU goes.
 
-Run: ``python bench/redis_overhead.py`` (``--rounds``, ``--gets``, ``--json``, ``--profile``).
+Run: ``python bench/redis_overhead.py`` (``--only``, ``--rounds``, ``--gets``, ``--json``,
+``--profile``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -43,21 +50,28 @@ import statistics
 import sys
 import time
 import timeit
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
 from _common import (
     SOCKET_TIMEOUT,
     close_redispy,
+    close_redispy_async,
+    faulttol_async_client,
     faulttol_client,
+    has_async_multidb,
     machine_note,
+    redispy_async_client,
     redispy_client,
     redispy_port,
     servers,
     table,
 )
 
+import faulttol_redis.asyncio
+import faulttol_redis.asyncio.client
 from faulttol_redis import FailoverRedis
 from faulttol_redis.client import _run_command
 
@@ -65,7 +79,35 @@ KEY = "bench:overhead:key"
 VALUE = b"value"
 RAW = "raw redis.Redis"
 CONTROL = "raw redis.Redis again (A/A control)"
+ARAW = "raw redis.asyncio.Redis"
+ACONTROL = "raw redis.asyncio.Redis again (A/A control)"
+PARTS = ("sync", "asyncio")
+ANCHORS = {"sync": (RAW, CONTROL), "asyncio": (ARAW, ACONTROL)}
 TARGET_RATIO = 1.03
+
+Results = dict[str, dict[str, list[float]]]
+"""Per row: CPU and wall µs/GET of every round."""
+
+
+def _raw_kwargs(port: int) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": port, "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": SOCKET_TIMEOUT}
+
+
+def _progress(r: int, rounds: int, out: Results) -> None:
+    if (r + 1) % 10 and r + 1 != rounds:
+        return
+    print(f"  round {r + 1}/{rounds}: " + ", ".join(
+        f"{name} {data['cpu'][-1]:.1f}" for name, data in out.items()) + " CPU µs/GET",
+        file=sys.stderr, flush=True)
+
+
+def _record(out: Results, name: str, cpu: float, wall: float, gets: int) -> None:
+    out[name]["cpu"].append(cpu / gets * 1e6)
+    out[name]["wall"].append(wall / gets * 1e6)
+
+
+# --- sync ---------------------------------------------------------------------------------
 
 
 def _loop(get: Callable[[str], Any], n: int) -> tuple[float, float]:
@@ -86,68 +128,143 @@ def _build_clients(ports: Sequence[int]) -> tuple[list[tuple[str, Callable[[str]
                                                     list[Callable[[], None]]]:
     """The rows (name, bound ``get``) and how to close their clients."""
     primary, secondary = ports
-    raw = redis.Redis(host="127.0.0.1", port=primary, socket_timeout=SOCKET_TIMEOUT,
-                      socket_connect_timeout=SOCKET_TIMEOUT)
-    control = redis.Redis(host="127.0.0.1", port=primary, socket_timeout=SOCKET_TIMEOUT,
-                          socket_connect_timeout=SOCKET_TIMEOUT)
+    raw = redis.Redis(**_raw_kwargs(primary))
+    control = redis.Redis(**_raw_kwargs(primary))
     ft1 = faulttol_client([primary])
     ft2 = faulttol_client([primary, secondary])
     rp = redispy_client([primary, secondary])
-    if ft2.provider.active_index != 1 or redispy_port(rp) != primary:
-        raise RuntimeError("a failover client did not start on the first database")
-    rp_handle: Any = rp  # redis-py's multidb module is not fully typed
-    rows: list[tuple[str, Callable[[str], Any]]] = [
-        (RAW, raw.get),
-        (CONTROL, control.get),
-        ("faulttol, 1 db", ft1.get),
-        ("faulttol, 2 dbs", ft2.get),
-        ("redis-py MultiDBClient, 2 dbs", rp_handle.get),
-    ]
     closers: list[Callable[[], None]] = [raw.close, control.close, ft1.close, ft2.close,
                                          lambda: close_redispy(rp)]
-    for name, get in rows:
-        if get(KEY) != VALUE:
-            raise RuntimeError(f"{name}: GET returned the wrong value")
+    try:
+        if ft2.provider.active_index != 1 or redispy_port(rp) != primary:
+            raise RuntimeError("a failover client did not start on the first database")
+        rp_handle: Any = rp  # redis-py's multidb module is not fully typed
+        rows: list[tuple[str, Callable[[str], Any]]] = [
+            (RAW, raw.get),
+            (CONTROL, control.get),
+            ("faulttol, 1 db", ft1.get),
+            ("faulttol, 2 dbs", ft2.get),
+            ("redis-py MultiDBClient, 2 dbs", rp_handle.get),
+        ]
+        for name, get in rows:
+            if get(KEY) != VALUE:
+                raise RuntimeError(f"{name}: GET returned the wrong value")
+    except BaseException:
+        for close in closers:
+            close()
+        raise
     return rows, closers
 
 
-def measure(rounds: int, gets: int) -> dict[str, dict[str, list[float]]]:
-    """Per row: CPU and wall µs/GET of every round."""
+def measure(rounds: int, gets: int) -> Results:
+    """The sync part: per row, CPU and wall µs/GET of every round."""
     with servers(2) as dbs:
-        setup = dbs[0].client()
-        setup.set(KEY, VALUE)
+        with dbs[0].client() as setup:
+            setup.set(KEY, VALUE)
         rows, closers = _build_clients([s.port for s in dbs])
         try:
             for _, get in rows:  # warm up connections and caches
                 _loop(get, min(gets, 2000))
-            out: dict[str, dict[str, list[float]]] = {
-                name: {"cpu": [], "wall": []} for name, _ in rows
-            }
+            out: Results = {name: {"cpu": [], "wall": []} for name, _ in rows}
             for r in range(rounds):
-                order = rows if r % 2 == 0 else rows[::-1]
-                for name, get in order:
+                for name, get in (rows if r % 2 == 0 else rows[::-1]):
                     cpu, wall = _loop(get, gets)
-                    out[name]["cpu"].append(cpu / gets * 1e6)
-                    out[name]["wall"].append(wall / gets * 1e6)
-                if (r + 1) % 10 and r + 1 != rounds:
-                    continue
-                print(f"  round {r + 1}/{rounds}: " + ", ".join(
-                    f"{name} {out[name]['cpu'][-1]:.1f}" for name, _ in rows) + " CPU µs/GET",
-                    file=sys.stderr, flush=True)
+                    _record(out, name, cpu, wall, gets)
+                _progress(r, rounds, out)
             return out
         finally:
             for close in closers:
                 close()
 
 
-def report(results: dict[str, dict[str, list[float]]]) -> tuple[str, list[str]]:
-    """The table and the verdicts for the faulttol rows.
+# --- asyncio ------------------------------------------------------------------------------
+
+_AsyncGet = Callable[[str], Awaitable[Any]]
+
+
+async def _aloop(get: _AsyncGet, n: int) -> tuple[float, float]:
+    """``n`` awaited GETs, one after the other; (CPU seconds, wall seconds)."""
+    key = KEY
+    rng = range(n)
+    gc.collect()
+    wall0 = time.perf_counter()
+    cpu0 = time.process_time()
+    for _ in rng:
+        await get(key)
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    return cpu, wall
+
+
+async def _build_async_clients(
+    ports: Sequence[int],
+) -> tuple[list[tuple[str, _AsyncGet]], list[Callable[[], Awaitable[None]]]]:
+    """The asyncio rows (name, bound ``get``) and how to close their clients."""
+    primary, secondary = ports
+    raw = redis.asyncio.Redis(**_raw_kwargs(primary))
+    control = redis.asyncio.Redis(**_raw_kwargs(primary))
+    closers: list[Callable[[], Awaitable[None]]] = [raw.aclose, control.aclose]
+    rows: list[tuple[str, _AsyncGet]] = [(ARAW, raw.get), (ACONTROL, control.get)]
+    try:
+        ft1 = await faulttol_async_client([primary])
+        closers.append(ft1.aclose)
+        ft2 = await faulttol_async_client([primary, secondary])
+        closers.append(ft2.aclose)
+        rows += [("faulttol asyncio, 1 db", ft1.get), ("faulttol asyncio, 2 dbs", ft2.get)]
+        if ft2.provider.active_index != 1:
+            raise RuntimeError("faulttol did not start on the first database")
+        if has_async_multidb():
+            rp = await redispy_async_client([primary, secondary])
+            closers.append(lambda: close_redispy_async(rp))
+            if redispy_port(rp) != primary:
+                raise RuntimeError("redis-py did not start on the first database")
+            rows.append(("redis-py async MultiDBClient, 2 dbs", rp.get))
+        for name, get in rows:
+            if await get(KEY) != VALUE:
+                raise RuntimeError(f"{name}: GET returned the wrong value")
+    except BaseException:
+        for close in closers:
+            await close()
+        raise
+    return rows, closers
+
+
+async def _measure_async(ports: Sequence[int], rounds: int, gets: int) -> Results:
+    rows, closers = await _build_async_clients(ports)
+    try:
+        for _, get in rows:  # warm up connections and caches
+            await _aloop(get, min(gets, 2000))
+        out: Results = {name: {"cpu": [], "wall": []} for name, _ in rows}
+        for r in range(rounds):
+            for name, get in (rows if r % 2 == 0 else rows[::-1]):
+                cpu, wall = await _aloop(get, gets)
+                _record(out, name, cpu, wall, gets)
+            _progress(r, rounds, out)
+        return out
+    finally:
+        for close in closers:
+            await close()
+
+
+def measure_async(rounds: int, gets: int) -> Results:
+    """The asyncio part, in one event loop: per row, CPU and wall µs/GET of every round."""
+    with servers(2) as dbs:
+        with dbs[0].client() as setup:
+            setup.set(KEY, VALUE)
+        return asyncio.run(_measure_async([s.port for s in dbs], rounds, gets))
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def report(results: Results, anchor: str, control: str) -> tuple[str, list[str]]:
+    """The table and the verdicts for the faulttol rows, against ``anchor``.
 
     The verdict uses the median of the per-round ratios: each round pairs rows measured
     within a second of each other, so a burst of load from other processes inflates both
     sides of most ratios alike. The ratio of the best rounds (least disturbed) is shown too.
     """
-    raw_cpu = results[RAW]["cpu"]
+    raw_cpu = results[anchor]["cpu"]
     raw_median = statistics.median(raw_cpu)
     raw_best = min(raw_cpu)
     rows: list[list[str]] = []
@@ -173,9 +290,9 @@ def report(results: dict[str, dict[str, list[float]]]) -> tuple[str, list[str]]:
                 f"target <= {TARGET_RATIO}x: {'met' if met else 'NOT met'}; "
                 f"{(paired - 1) * raw_median:+.2f} µs CPU per GET at the raw median"
             )
-    if CONTROL in results:
-        control = results[CONTROL]["cpu"]
-        aa = statistics.median(c / r for c, r in zip(control, raw_cpu, strict=True))
+    if control in results:
+        ctl = results[control]["cpu"]
+        aa = statistics.median(c / r for c, r in zip(ctl, raw_cpu, strict=True))
         verdicts.append(
             f"A/A control (two identical raw clients): {aa:.3f}x (ideally 1.000; how far it "
             f"is off shows this run's noise)"
@@ -195,30 +312,49 @@ class _StubClient:
         return VALUE
 
 
-def profile(gets: int) -> str:
+class _AsyncStubClient:
+    """Stands in for a database's ``redis.asyncio.Redis``: answers every command at once."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> bytes:
+        return VALUE
+
+
+def profile(gets: int, parts: Sequence[str]) -> str:
     """Where a GET through FailoverRedis spends its CPU (cProfile + a network-free timing)."""
     out = io.StringIO()
     with servers(2) as dbs:
-        dbs[0].client().set(KEY, VALUE)
-        client = faulttol_client([dbs[0].port, dbs[1].port])
-        try:
-            get = client.get
-            _loop(get, 2000)
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(gets):
-                get(KEY)
-            profiler.disable()
-            stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats("tottime")
-            print(f"## cProfile of {gets} GETs through FailoverRedis (2 dbs), by own time; "
-                  "faulttol code first", file=out)
-            stats.print_stats(r"faulttol")
-            stats.print_stats(12)
-            print(_layer_timing(client), file=out)
-        finally:
-            client.close()
+        with dbs[0].client() as setup:
+            setup.set(KEY, VALUE)
+        ports = [dbs[0].port, dbs[1].port]
+        if "sync" in parts:
+            _profile_sync(ports, gets, out)
+        if "asyncio" in parts:
+            asyncio.run(_profile_async(ports, gets, out))
     return out.getvalue()
+
+
+def _print_stats(profiler: cProfile.Profile, out: io.StringIO, title: str) -> None:
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime")
+    print(f"## cProfile of {title}, by own time; faulttol code first", file=out)
+    stats.print_stats(r"faulttol")
+    stats.print_stats(12)
+
+
+def _profile_sync(ports: Sequence[int], gets: int, out: io.StringIO) -> None:
+    client = faulttol_client(ports)
+    try:
+        get = client.get
+        _loop(get, 2000)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(gets):
+            get(KEY)
+        profiler.disable()
+        _print_stats(profiler, out, f"{gets} GETs through FailoverRedis (2 dbs)")
+        print(_layer_timing(client), file=out)
+    finally:
+        client.close()
 
 
 def _best_ns(fn: Callable[[], Any], number: int = 200_000, repeat: int = 7) -> float:
@@ -229,7 +365,12 @@ def _layer_timing(client: FailoverRedis) -> str:
     """ns per call of each piece of faulttol's layer, with the network taken out: the active
     database's client is replaced by a stub that answers at once. Each case is a lambda; the
     figures are best of 7, minus the cost of an empty lambda. Reads provider internals
-    (``_active``) on purpose."""
+    (``_active``) on purpose.
+
+    ``FailoverRedis.execute_command`` runs the success path itself (read the active slot,
+    ``try_acquire_permission``, call the database client, ``on_result``); the provider's
+    generic ``execute_with`` (used by pipelines) is timed beside it for comparison.
+    """
     provider = client.provider
     slot = provider._active
     db, breaker = slot.target, slot.breaker
@@ -238,7 +379,8 @@ def _layer_timing(client: FailoverRedis) -> str:
     args: tuple[Any, ...] = ("GET", KEY)
     options: dict[str, Any] = {"keys": [KEY]}
     may_replay = client._may_replay
-    lines = ["## faulttol's layer piece by piece, network taken out (stub database client)"]
+    lines = ["## sync: faulttol's layer piece by piece, network taken out (stub database "
+             "client; ns per call, best of 7)"]
     try:
         db.client = stub
         empty = _best_ns(lambda: None)
@@ -246,33 +388,119 @@ def _layer_timing(client: FailoverRedis) -> str:
             ("time.monotonic()", lambda: time.monotonic()),
             ("stub.execute_command('GET', k, keys=[k])  [the floor: raw redis-py's call]",
              lambda: stub.execute_command("GET", KEY, keys=[KEY])),
-            ("faulttol_redis.client._run_command(db, args, options)",
-             lambda: _run_command(db, args, options)),
             ("CircuitBreaker.try_acquire_permission()",
              lambda: breaker.try_acquire_permission()),
             ("CircuitBreaker.on_result(duration, result)",
              lambda: breaker.on_result(1e-5, VALUE)),
-            ("OrderedProvider.execute_with(_run_command, (args, options), None, may_replay)",
-             lambda: provider.execute_with(_run_command, (args, options), None, may_replay)),
-            ("FailoverRedis.execute_command('GET', k, keys=[k])",
+            ("FailoverRedis.execute_command('GET', k, keys=[k])  [every command's path]",
              lambda: client.execute_command("GET", KEY, keys=[KEY])),
+            ("OrderedProvider.execute_with(_run_command, (args, options), None, may_replay)"
+             "  [generic path: pipelines]",
+             lambda: provider.execute_with(_run_command, (args, options), None, may_replay)),
         ]
         ns = {name: _best_ns(fn) - empty for name, fn in cases}
         for name, _ in cases:
             lines.append(f"  {ns[name]:7.0f} ns  {name}")
-        names = [name for name, _ in cases]
-        mono, floor, run, acquire, on_result, execute_with, execute = (ns[n] for n in names)
+        mono, floor, acquire, on_result, execute, execute_with = (ns[n] for n, _ in cases)
+        own = execute - floor - acquire - on_result - 2 * mono
         lines += [
-            "  derived (own cost of each layer):",
-            f"  {execute - execute_with:7.0f} ns  FailoverRedis.execute_command: its frame, "
-            "packing (args, options), the bound-method call",
-            f"  {execute_with - run - acquire - on_result:7.0f} ns  OrderedProvider.execute_with: "
-            f"its frame, fn(slot.target, *args, **(kwargs or {{}})), 2 x monotonic "
-            f"(~{2 * mono:.0f} ns of it)",
-            f"  {on_result:7.0f} ns  CircuitBreaker.on_result (frame, a 3rd monotonic, "
-            "window.try_queue_success, deque.append)",
+            "  derived (own cost of each piece of FailoverRedis.execute_command):",
+            f"  {own:7.0f} ns  its frame, packing *args/**options, reading the active slot, "
+            "its health flag and breaker, the try block",
+            f"  {2 * mono:7.0f} ns  2 x time.monotonic() (start, end)",
+            f"  {on_result:7.0f} ns  CircuitBreaker.on_result (frame, window.try_queue_success, "
+            "deque.append)",
             f"  {acquire:7.0f} ns  CircuitBreaker.try_acquire_permission",
-            f"  {run - floor:7.0f} ns  _run_command: its frame and re-spreading *args, **options",
+            f"  {execute - floor:7.0f} ns  in all, added per command over the raw client's call",
+            f"  ({execute_with - execute:+.0f} ns: the generic execute_with path alone, without "
+            "an outer FailoverRedis frame, compared with the inlined path)",
+        ]
+    finally:
+        db.client = real
+    return "\n".join(lines)
+
+
+async def _profile_async(ports: Sequence[int], gets: int, out: io.StringIO) -> None:
+    client = await faulttol_async_client(ports)
+    try:
+        get = client.get
+        await _aloop(get, 2000)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(gets):
+            await get(KEY)
+        profiler.disable()
+        _print_stats(profiler, out, f"{gets} awaited GETs through asyncio FailoverRedis (2 dbs)")
+        print(await _async_layer_timing(client), file=out)
+    finally:
+        await client.aclose()
+
+
+async def _best_ns_async(fn: Callable[[], Awaitable[Any]], number: int = 100_000,
+                         repeat: int = 7) -> float:
+    """Best of ``repeat`` loops of ``number`` ``await fn()``, ns per call."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            await fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / number * 1e9
+
+
+async def _empty() -> None:
+    return None
+
+
+async def _async_layer_timing(client: faulttol_redis.asyncio.FailoverRedis) -> str:
+    """The asyncio twin of :func:`_layer_timing`: each case is awaited in a tight loop; the
+    figures are best of 7, minus the cost of awaiting an empty coroutine function."""
+    provider = client.provider
+    slot = provider._active
+    db, breaker = slot.target, slot.breaker
+    real = db.client
+    stub = _AsyncStubClient()
+    args: tuple[Any, ...] = ("GET", KEY)
+    options: dict[str, Any] = {"keys": [KEY]}
+    may_replay = client._may_replay
+    run = faulttol_redis.asyncio.client._run_command
+    lines = ["## asyncio: faulttol's layer piece by piece, network taken out (stub database "
+             "client; ns per awaited call, best of 7)"]
+    try:
+        db.client = stub
+        empty = await _best_ns_async(_empty)
+        cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("await stub.execute_command('GET', k, keys=[k])  [the floor: raw redis-py's call]",
+             lambda: stub.execute_command("GET", KEY, keys=[KEY])),
+            ("await _run_command(db, args, options)",
+             lambda: run(db, args, options)),
+            ("await OrderedProvider.execute_with_async(_run_command, (args, options), None, "
+             "may_replay)",
+             lambda: provider.execute_with_async(run, (args, options), None, may_replay)),
+            ("await FailoverRedis.execute_command('GET', k, keys=[k])",
+             lambda: client.execute_command("GET", KEY, keys=[KEY])),
+        ]
+        ns = {name: await _best_ns_async(fn) - empty for name, fn in cases}
+        for name, _ in cases:
+            lines.append(f"  {ns[name]:7.0f} ns  {name}")
+        floor, run_command, execute_with, execute = (ns[n] for n, _ in cases)
+        mono = _best_ns(lambda: time.monotonic()) - _best_ns(lambda: None)
+        acquire = _best_ns(lambda: breaker.try_acquire_permission()) - _best_ns(lambda: None)
+        on_result = _best_ns(lambda: breaker.on_result(1e-5, VALUE)) - _best_ns(lambda: None)
+        lines += [
+            f"  {mono:7.0f} ns  time.monotonic()  (sync, timed with timeit)",
+            f"  {acquire:7.0f} ns  CircuitBreaker.try_acquire_permission()",
+            f"  {on_result:7.0f} ns  CircuitBreaker.on_result(duration, result)",
+            "  derived (own cost of each layer):",
+            f"  {execute - execute_with:7.0f} ns  FailoverRedis.execute_command: its coroutine, "
+            "packing (args, options), the initialized check, awaiting execute_with_async",
+            f"  {execute_with - run_command - acquire - on_result:7.0f} ns  "
+            "OrderedProvider.execute_with_async: its coroutine, the slot reads, the try block, "
+            f"2 x monotonic (~{2 * mono:.0f} ns of it)",
+            f"  {on_result:7.0f} ns  CircuitBreaker.on_result",
+            f"  {acquire:7.0f} ns  CircuitBreaker.try_acquire_permission",
+            f"  {run_command - floor:7.0f} ns  _run_command: its frame and re-spreading "
+            "*args, **options",
             f"  {execute - floor:7.0f} ns  in all, added per command over the raw client's call",
         ]
     finally:
@@ -280,8 +508,12 @@ def _layer_timing(client: FailoverRedis) -> str:
     return "\n".join(lines)
 
 
+# --- main ---------------------------------------------------------------------------------
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--only", choices=PARTS, help="one part only (default: both)")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--gets", type=int, default=5_000, help="GETs per client per round")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -291,25 +523,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 1 or args.gets < 1:
         parser.error("--rounds and --gets must be >= 1")
     logging.getLogger().addHandler(logging.NullHandler())
+    parts = [args.only] if args.only else list(PARTS)
     if args.profile:
-        print(profile(args.gets))
+        print(profile(args.gets, parts))
         return 0
-    started = time.perf_counter()
-    results = measure(args.rounds, args.gets)
-    elapsed = time.perf_counter() - started
-    text, verdicts = report(results)
+    measures = {"sync": measure, "asyncio": measure_async}
+    results: dict[str, Results] = {}
+    elapsed: dict[str, float] = {}
+    for part in parts:
+        started = time.perf_counter()
+        results[part] = measures[part](args.rounds, args.gets)
+        elapsed[part] = time.perf_counter() - started
+    reports = {part: report(results[part], *ANCHORS[part]) for part in parts}
     if args.json:
-        print(json.dumps({"machine": machine_note(), "elapsed_s": round(elapsed, 1),
+        print(json.dumps({"machine": machine_note(),
+                          "elapsed_s": {p: round(e, 1) for p, e in elapsed.items()},
                           "rounds": args.rounds, "gets": args.gets, "results": results,
-                          "verdicts": verdicts}, indent=2))
+                          "verdicts": {p: reports[p][1] for p in parts}}, indent=2))
         return 0
     print(f"# bench/redis_overhead.py — {machine_note()}")
-    print(f"# {args.rounds} interleaved rounds x {args.gets} GETs per client, "
-          f"CPU = time.process_time(), {elapsed:.0f} s in all")
-    print(text)
-    print()
-    for verdict in verdicts:
-        print(verdict)
+    for part in parts:
+        text, verdicts = reports[part]
+        print(f"# {part}: {args.rounds} interleaved rounds x {args.gets} GETs per client, "
+              f"CPU = time.process_time(), {elapsed[part]:.0f} s")
+        print(text)
+        print()
+        for verdict in verdicts:
+            print(verdict)
+        print()
     return 0
 
 
