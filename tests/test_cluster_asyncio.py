@@ -261,7 +261,7 @@ async def test_pubsub_on_a_cluster_database(
         await pubsub.psubscribe(f"{channel}:*")
         confirmations = [await pubsub.get_message(timeout=2) for _ in range(2)]
         assert [m["type"] for m in confirmations if m] == ["subscribe", "psubscribe"]
-        assert await mixed.publish(channel, "hello") >= 0
+        await mixed.publish(channel, "hello")  # the reply counts one node's receivers only
         message = await next_message(pubsub)
         assert message is not None
         assert (message["type"], message["data"]) == ("message", b"hello")

@@ -163,23 +163,35 @@ async def test_health_task_fails_over_without_traffic(pair: Pair) -> None:
     assert events == [SwitchEvent(1, 2, SwitchReason.HEALTH_CHECK)]
 
 
-async def test_no_automatic_failback_then_manual_failback(pair: Pair) -> None:
-    client, servers, events = pair
-    await client.set("w", 0)
-    servers[0].kill()
-    await client.set("x", 1)
-    assert client.provider.active_index == 2
-    servers[0].restart()
-    assert await wait_for(lambda: client.provider.is_healthy(1))
-    await asyncio.sleep(0.5)  # several health rounds
-    await client.set("y", 2)
-    assert client.provider.active_index == 2
-    await client.provider.set_active_index(1)
-    assert client.provider.active_index == 1
-    assert client.provider.breaker(1).state is State.CLOSED
-    await client.set("z", 3)
-    assert servers[0].client().get("z") == b"3"
-    assert [e.reason for e in events] == [SwitchReason.HEALTH_CHECK, SwitchReason.MANUAL]
+async def test_no_automatic_failback_then_manual_failback(redis_servers: Servers) -> None:
+    servers = redis_servers(2)
+    clock = FakeClock()
+    # Health rounds are run by hand on a FakeClock: "no failback" is checked over many rounds
+    # and well past the breaker's open wait and any grace period, without sleeping.
+    provider = FailoverProvider(config_for(servers), clock=clock, start_health_checks=False)
+    client = FailoverRedis(provider)
+    events: list[SwitchEvent] = []
+    provider.add_switch_listener(events.append)
+    try:
+        await client.set("w", 0)
+        servers[0].kill()
+        await client.set("x", 1)
+        assert provider.active_index == 2
+        servers[0].restart()
+        for _ in range(50):  # 50 rounds of 5 s: past the 60 s open wait and the grace period
+            clock.advance(5.0)
+            await provider.run_health_checks()
+            await client.set("y", 2)
+        assert provider.is_healthy(1)
+        assert provider.active_index == 2
+        await provider.set_active_index(1)
+        assert provider.active_index == 1
+        assert provider.breaker(1).state is State.CLOSED
+        await client.set("z", 3)
+        assert servers[0].client().get("z") == b"3"
+        assert [e.reason for e in events] == [SwitchReason.HEALTH_CHECK, SwitchReason.MANUAL]
+    finally:
+        await client.aclose()
 
 
 async def test_manual_switch_to_a_dead_database_is_refused(pair: Pair) -> None:
@@ -209,29 +221,36 @@ async def test_incr_is_never_applied_twice_on_an_ambiguous_timeout(pair: Pair) -
     assert servers[1].client().get("n") is None
 
 
-async def test_all_down_temporary_then_permanent_then_recovery(redis_servers: Servers) -> None:
+async def test_all_down_temporary_then_permanent_exactly_at_the_window_then_recovery(
+    redis_servers: Servers,
+) -> None:
     servers = redis_servers(2)
-    client = FailoverRedis.from_config(config_for(servers, failover_attempts=2,
-                                                  failover_delay=0.5))
+    clock = FakeClock()
+    # failover_attempts x failover_delay = 1.0 s of the provider's (fake) clock; one probe
+    # per check, so no call below moves the clock by itself.
+    config = config_for(servers, failover_attempts=2, failover_delay=0.5, health_check_probes=1)
+    client = FailoverRedis(FailoverProvider(config, clock=clock, start_health_checks=False))
     try:
         await client.set("k", 0)
         servers[0].kill()
         servers[1].kill()
         with pytest.raises(TemporaryUnavailableError):
             await client.set("k", 1)
-        await asyncio.sleep(1.1)
+        assert clock.monotonic() == 0.0
+        clock.advance(0.999)
+        with pytest.raises(TemporaryUnavailableError):
+            await client.set("k", 1)
+        clock.advance(0.001)
         with pytest.raises(NoValidDatabaseError):
             await client.set("k", 1)
+        with pytest.raises(NoValidDatabaseError):
+            await client.get("k")
         servers[1].restart()
-
-        async def succeeds() -> bool:
-            try:
-                return bool(await client.set("k", 1))
-            except redis.exceptions.ConnectionError:
-                return False
-
-        assert await wait_for(succeeds, timeout=5)
+        clock.advance(60.0)  # the breakers' open wait
+        await client.provider.run_health_checks()
+        assert await client.set("k", 1) is True
         assert client.provider.active_index == 2
+        assert servers[1].client().get("k") == b"1"
     finally:
         await client.aclose()
 

@@ -87,22 +87,34 @@ def test_sigkill_fails_over_without_application_errors(pair: Any) -> None:
     assert elapsed < 1.0, elapsed
 
 
-def test_no_automatic_failback_then_manual_failback(pair: Any) -> None:
-    client, servers, events = pair
-    servers[0].kill()
-    client.set("x", 1)
-    assert client.provider.active_index == 2
-    servers[0].restart()
-    assert wait_for(lambda: client.provider.is_healthy(1))
-    time.sleep(0.5)  # several health rounds
-    client.set("y", 2)
-    assert client.provider.active_index == 2
-    client.provider.set_active_index(1)
-    assert client.provider.active_index == 1
-    assert client.provider.breaker(1).state is State.CLOSED
-    client.set("z", 3)
-    assert servers[0].client().get("z") == b"3"
-    assert [e.reason for e in events] == [SwitchReason.HEALTH_CHECK, SwitchReason.MANUAL]
+def test_no_automatic_failback_then_manual_failback(redis_servers: Servers) -> None:
+    servers = redis_servers(2)
+    clock = FakeClock()
+    # Health rounds are run by hand on a FakeClock: "no failback" is checked over many rounds
+    # and well past the breaker's open wait and any grace period, without sleeping.
+    provider = FailoverProvider(config_for(servers), clock=clock, start_health_checks=False)
+    client = FailoverRedis(provider)
+    events: list[SwitchEvent] = []
+    provider.add_switch_listener(events.append)
+    try:
+        servers[0].kill()
+        client.set("x", 1)
+        assert provider.active_index == 2
+        servers[0].restart()
+        for _ in range(50):  # 50 rounds of 5 s: past the 60 s open wait and the grace period
+            clock.advance(5.0)
+            provider.run_health_checks()
+            client.set("y", 2)
+        assert provider.is_healthy(1)
+        assert provider.active_index == 2
+        provider.set_active_index(1)
+        assert provider.active_index == 1
+        assert provider.breaker(1).state is State.CLOSED
+        client.set("z", 3)
+        assert servers[0].client().get("z") == b"3"
+        assert [e.reason for e in events] == [SwitchReason.HEALTH_CHECK, SwitchReason.MANUAL]
+    finally:
+        client.close()
 
 
 def test_manual_switch_to_a_dead_database_is_refused(pair: Any) -> None:
@@ -212,7 +224,9 @@ def test_pubsub_resubscribes_after_failover(pair: Any) -> None:
     ps = client.pubsub(ignore_subscribe_messages=True)
     ps.subscribe("a", "b")
     ps.psubscribe("p.*")
-    assert wait_for(lambda: ps.get_message(timeout=0.05) is None or True)
+    # the subscriptions are live on database 1 (read from the server, not the client)
+    assert wait_for(lambda: servers[0].client().pubsub_numsub("a", "b") == [(b"a", 1), (b"b", 1)]
+                    and servers[0].client().pubsub_numpat() == 1)
     servers[0].kill()
     client.set("trigger", 1)  # fail over
     assert client.provider.active_index == 2
@@ -269,31 +283,38 @@ def test_pubsub_run_in_thread_follows_a_switch(pair: Any) -> None:
         ps.close()
 
 
-def test_all_down_temporary_then_permanent_then_recovery(redis_servers: Servers) -> None:
+def test_all_down_temporary_then_permanent_exactly_at_the_window_then_recovery(
+    redis_servers: Servers,
+) -> None:
     servers = redis_servers(2)
-    config = config_for(servers, failover_attempts=2, failover_delay=0.5)
-    client = FailoverRedis.from_config(config)
+    clock = FakeClock()
+    # failover_attempts x failover_delay = 1.0 s of the provider's (fake) clock; one probe
+    # per check, so no call below moves the clock by itself.
+    config = config_for(servers, failover_attempts=2, failover_delay=0.5, health_check_probes=1)
+    client = FailoverRedis(FailoverProvider(config, clock=clock, start_health_checks=False))
     try:
         servers[0].kill()
         servers[1].kill()
         with pytest.raises(TemporaryUnavailableError):
             client.set("k", 1)
+        assert clock.monotonic() == 0.0
         assert isinstance(TemporaryUnavailableError("x"), redis.exceptions.ConnectionError)
-        time.sleep(1.1)
+        clock.advance(0.999)
+        with pytest.raises(TemporaryUnavailableError):
+            client.set("k", 1)
+        clock.advance(0.001)
         with pytest.raises(NoValidDatabaseError):
             client.set("k", 1)
+        with pytest.raises(NoValidDatabaseError):
+            client.get("k")
         servers[1].restart()
-        assert wait_for(lambda: _succeeds(client), timeout=5)
+        clock.advance(60.0)  # the breakers' open wait
+        client.provider.run_health_checks()
+        assert client.set("k", 1) is True
         assert client.provider.active_index == 2
+        assert servers[1].client().get("k") == b"1"
     finally:
         client.close()
-
-
-def _succeeds(client: FailoverRedis) -> bool:
-    try:
-        return bool(client.set("k", 1))
-    except redis.exceptions.ConnectionError:
-        return False
 
 
 def test_sixteen_threads_under_failover(pair: Any) -> None:
