@@ -20,9 +20,9 @@ from faulttol_redis.cli import (
     DemoSummary,
     PhaseSummary,
     SwitchRecord,
-    _problems,
     main,
 )
+from faulttol_redis.cli._demo import _problems
 
 SCALE = "0.5"
 

