@@ -13,16 +13,14 @@ exporter-independent :class:`MetricsCollector`.
 
 from __future__ import annotations
 
-from ._collect import (
+from ._collect import MetricsCollector, MetricsExporter
+from ._counting import RETRY_CALL_OUTCOMES, ProviderLike
+from ._spec import (
     BREAKER_CALL_OUTCOMES,
     METRICS,
-    RETRY_CALL_OUTCOMES,
     SLOW_CALL_OUTCOMES,
     MetricKind,
-    MetricsCollector,
-    MetricsExporter,
     MetricSpec,
-    ProviderLike,
     Source,
 )
 
