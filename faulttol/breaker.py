@@ -5,6 +5,9 @@ and opens when the failure rate or the slow-call rate of the window reaches its 
 OPEN rejects calls until its wait has passed, then HALF_OPEN admits a few trial calls and
 decides between CLOSED and OPEN from their outcomes. DISABLED admits everything and records
 nothing, FORCED_OPEN rejects everything, METRICS_ONLY records and reports but never trips.
+As in resilience4j, DISABLED and FORCED_OPEN publish no success/error events (FORCED_OPEN
+publishes a not-permitted event per rejected call), and a transition to the state the
+breaker is already in publishes nothing.
 
 Performance: the lock guards bookkeeping only, never the protected call. In CLOSED (and the
 other admitting states) permission is a lock-free read of one attribute, and a fast success
@@ -316,8 +319,9 @@ class CircuitBreakerCounters:
 
     Unlike :class:`CircuitBreakerMetrics`, which describe the current window, these only ever
     grow: neither state transitions nor :meth:`CircuitBreaker.reset` touch them, so they suit
-    monotonic counters (Prometheus, OpenTelemetry). They count what the events report, in
-    every state (DISABLED too), without anybody having to listen:
+    monotonic counters (Prometheus, OpenTelemetry). They count every call's outcome in every
+    state, without anybody having to listen; that includes DISABLED and FORCED_OPEN (a call
+    admitted before the breaker was forced open), where no success/error event is published:
 
     * ``successful_calls``: calls recorded as a success (returned, or raised an exception
       that is neither recorded nor ignored);
@@ -489,9 +493,12 @@ class CircuitBreaker:
             )
 
     # --- manual transitions ------------------------------------------------------------
+    # Each enters its state afresh even when the breaker is already in it (fresh metrics,
+    # a new open wait, new trial permits), but publishes a state-transition event only when
+    # the state changes.
 
     def transition_to_closed_state(self) -> None:
-        """Close the breaker with fresh metrics."""
+        """Close the breaker with fresh metrics (also when it is already CLOSED)."""
         self._transition_from_outside(_CLOSED)
 
     def transition_to_open_state(self) -> None:
@@ -503,11 +510,13 @@ class CircuitBreaker:
         self._transition_from_outside(_HALF_OPEN)
 
     def transition_to_forced_open_state(self) -> None:
-        """Reject every call until another manual transition."""
+        """Reject every call (each publishes a not-permitted event and is counted) until
+        another manual transition."""
         self._transition_from_outside(_FORCED_OPEN)
 
     def transition_to_disabled_state(self) -> None:
-        """Admit every call and record nothing until another manual transition."""
+        """Admit every call, record nothing and publish no success/error events until
+        another manual transition."""
         self._transition_from_outside(_DISABLED)
 
     def transition_to_metrics_only_state(self) -> None:
@@ -723,7 +732,9 @@ class CircuitBreaker:
             with self._lock:
                 self._release()
                 self._count_ignored += 1
-                if self.events.wants(CircuitBreakerOnIgnoredErrorEvent):
+                if self._state not in _RECORDING_NOTHING and self.events.wants(
+                    CircuitBreakerOnIgnoredErrorEvent
+                ):
                     out.append(
                         CircuitBreakerOnIgnoredErrorEvent(
                             self.name, created_at=now, elapsed=duration, exception=exc
@@ -747,16 +758,22 @@ class CircuitBreaker:
         exc: BaseException | None,
         result: object,
     ) -> None:
-        """Record one outcome under the lock and act on it; publish afterwards."""
+        """Record one outcome under the lock and act on it; publish afterwards.
+
+        DISABLED and FORCED_OPEN (a call admitted before the breaker was forced open) count
+        the outcome in the cumulative counters only: no window, no success/error event.
+        """
         out: list[CircuitBreakerEvent] = []
         with self._lock:
             self._apply_time(now, out)
+            state = self._state
+            publishing = state not in _RECORDING_NOTHING
             slow_call = duration > self._slow_duration
             if failed:
                 self._count_failed += 1
                 if slow_call:
                     self._count_slow_failed += 1
-                if self.events.wants(CircuitBreakerOnErrorEvent):
+                if publishing and self.events.wants(CircuitBreakerOnErrorEvent):
                     out.append(
                         CircuitBreakerOnErrorEvent(
                             self.name,
@@ -770,12 +787,11 @@ class CircuitBreaker:
                 self._count_successful += 1
                 if slow_call:
                     self._count_slow_successful += 1
-                if self.events.wants(CircuitBreakerOnSuccessEvent):
+                if publishing and self.events.wants(CircuitBreakerOnSuccessEvent):
                     out.append(
                         CircuitBreakerOnSuccessEvent(self.name, created_at=now, elapsed=duration)
                     )
-            state = self._state
-            if state not in _RECORDING_NOTHING:
+            if publishing:
                 window = self._window
                 window.record(duration, failed, now)
                 if state is _CLOSED:
@@ -912,10 +928,15 @@ class CircuitBreaker:
         self._publish(out)
 
     def _transition(self, to: State, now: float, out: list[CircuitBreakerEvent]) -> None:
-        """Enter state ``to`` and announce it (lock held)."""
+        """Enter state ``to`` and announce it (lock held).
+
+        Entering the state the breaker is already in sets the state up afresh (fresh metrics
+        for CLOSED, a new wait for OPEN...) but publishes nothing: resilience4j filters such
+        "internal" transitions out.
+        """
         previous = self._state
         self._enter(to, now)
-        if self.events.wants(CircuitBreakerOnStateTransitionEvent):
+        if previous is not to and self.events.wants(CircuitBreakerOnStateTransitionEvent):
             out.append(
                 CircuitBreakerOnStateTransitionEvent(
                     self.name, created_at=now, from_state=previous, to_state=to

@@ -124,7 +124,8 @@ class Model:
     # -- transitions --------------------------------------------------------------------
 
     def transition(self, to: State, now: float) -> None:
-        self.events.append(("transition", (self.state, to)))
+        if to is not self.state:  # a transition to the current state publishes nothing
+            self.events.append(("transition", (self.state, to)))
         self.enter(to, now)
 
     def enter(self, to: State, now: float) -> None:
