@@ -6,14 +6,23 @@ real faults: :meth:`~RedisServer.kill` (SIGKILL: connections are refused),
 :meth:`~RedisServer.pause` (SIGSTOP: connections hang until they time out),
 :meth:`~RedisServer.resume` and :meth:`~RedisServer.restart` (same port, empty data set).
 
-It only ever binds loopback addresses. Every server still running when the interpreter exits
-is killed.
+It only ever binds loopback addresses. Nothing a :class:`RedisServer` starts outlives it:
+
+* a server dropped without :meth:`~RedisServer.stop` (garbage collected) is killed and its
+  temporary directory removed (a :func:`weakref.finalize`, which also runs at interpreter
+  exit for the servers still alive then);
+* on Linux, a server started from the main thread is also killed by the kernel when the
+  interpreter dies without running any clean-up (SIGKILL, a crash): the process is started
+  with ``PR_SET_PDEATHSIG`` = SIGKILL. Its temporary directory (a few bytes: the log) is left
+  behind in that case, since nothing of ours runs any more. A server started from another
+  thread does not get this (the kernel ties the signal to the thread that started the
+  process, which may end long before the interpreter).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import ctypes
 import functools
 import importlib.util
 import ipaddress
@@ -23,10 +32,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +54,73 @@ DEFAULT_STOP_TIMEOUT = 5.0
 _START_ATTEMPTS = 3
 """Attempts with fresh ports when a chosen free port turned out to be taken."""
 
-_LIVE: weakref.WeakSet[RedisServer] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
+_PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal the kernel sends a process when its parent (thread) dies."""
+
+
+class _Resources:
+    """What a :class:`RedisServer` owns outside the interpreter: its process and its
+    temporary directory. Shared with the server's finalizer, which must not refer to the
+    server itself (it would keep it alive)."""
+
+    __slots__ = ("directory", "process")
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.directory: str | None = None
+
+
+def _release(resources: _Resources) -> None:
+    """Kill the process (SIGKILL, also when paused), reap it and remove the directory.
+
+    Idempotent; runs when a server is garbage collected or at interpreter exit, and must not
+    raise there.
+    """
+    process, resources.process = resources.process, None
+    if process is not None:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()  # SIGKILL: also ends a stopped (paused) process
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(DEFAULT_STOP_TIMEOUT)
+        if process.stderr is not None:
+            with contextlib.suppress(OSError):
+                process.stderr.close()
+    directory, resources.directory = resources.directory, None
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_prctl() -> Any:
+    """libc's ``prctl`` (Linux only), or None when it cannot be found."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the new process get SIGKILL when this interpreter dies.
+
+    Only on Linux and from the main thread: ``PR_SET_PDEATHSIG`` fires when the *thread*
+    that started the process ends, and only the main thread lives as long as the
+    interpreter. The function runs in the child between fork and exec; it only calls
+    ``prctl`` (looked up beforehand) and ``getppid``.
+    """
+    prctl = _libc_prctl()
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def find_redis_server() -> str:
@@ -145,12 +221,32 @@ class RedisServer:
         self.port = port if port is not None else free_port(self.host)
         self._extra_args = tuple(extra_args)
         self._startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._resources = _Resources()
+        # Kills the process and removes the directory when this object is garbage collected
+        # without stop(), or at interpreter exit (weakref.finalize registers with atexit).
+        self._finalizer = weakref.finalize(self, _release, self._resources)
         self._paused = False
-        self._dir: str | None = None
         self._clients: list[redis.Redis] = []
         self._lock = threading.RLock()
         self.start()
+
+    # The process and the directory live in self._resources, shared with the finalizer.
+
+    @property
+    def _process(self) -> subprocess.Popen[bytes] | None:
+        return self._resources.process
+
+    @_process.setter
+    def _process(self, process: subprocess.Popen[bytes] | None) -> None:
+        self._resources.process = process
+
+    @property
+    def _dir(self) -> str | None:
+        return self._resources.directory
+
+    @_dir.setter
+    def _dir(self, directory: str | None) -> None:
+        self._resources.directory = directory
 
     # --- properties ----------------------------------------------------------------------
 
@@ -217,9 +313,8 @@ class RedisServer:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,  # a ^C in the terminal does not reach it
+                    preexec_fn=_die_with_parent(),
                 )
-                with _LIVE_LOCK:
-                    _LIVE.add(self)
                 try:
                     self._wait_ready()
                     return
@@ -340,8 +435,6 @@ class RedisServer:
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
 
     def _require_running(self, action: str) -> subprocess.Popen[bytes]:
         process = self._process
@@ -372,13 +465,3 @@ class RedisServer:
             state = "stopped"
         version = ".".join(map(str, self.version))
         return f"RedisServer({self.host}:{self.port}, {state}, pid={self.pid}, v{version})"
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    with _LIVE_LOCK:
-        servers = list(_LIVE)
-    for server in servers:
-        with contextlib.suppress(Exception):
-            server.kill()
-            server.stop()
