@@ -39,7 +39,7 @@ from faulttol.health import (
 )
 from faulttol.retry import RetryConfig
 
-from . import _cluster
+from . import _cluster, _connection
 from .healthcheck import HealthCheck, PingHealthCheck
 
 __all__ = [
@@ -309,7 +309,10 @@ class DatabaseConfig:
         this is a ``RedisCluster`` that loads the cluster's topology on first use (once,
         under a lock: concurrent first commands are safe, and a cluster that is down when
         the client is made does not prevent making it) and reports the cluster being
-        unavailable as a :class:`ClusterConnectionError`.
+        unavailable as a :class:`ClusterConnectionError`. A standalone client's connections
+        mark a failure to connect or to complete the handshake as "never sent", so that the
+        failover client replays the command (``faulttol_redis._connection``), unless
+        ``client_kwargs`` chooses the connections (``connection_class``, ``connection_pool``).
         """
         kwargs = self._client_kwargs(overrides)
         if "retry" not in kwargs:
@@ -319,8 +322,11 @@ class DatabaseConfig:
                 return _cluster.FailoverRedisCluster(url=self.url, **kwargs)
             return _cluster.FailoverRedisCluster(host=self.host, port=self.port, **kwargs)
         if self.url is not None:
-            return redis.Redis.from_url(self.url, **kwargs)
-        return redis.Redis(host=self.host, port=self.port, **kwargs)
+            client = redis.Redis.from_url(self.url, **kwargs)
+        else:
+            client = redis.Redis(host=self.host, port=self.port, **kwargs)
+        _connection.use_failover_connections(client, kwargs)
+        return client
 
     def create_async_client(
         self, **overrides: Any
@@ -336,8 +342,11 @@ class DatabaseConfig:
                 return _cluster.FailoverAsyncRedisCluster.from_url(self.url, **kwargs)
             return _cluster.FailoverAsyncRedisCluster(host=self.host, port=self.port, **kwargs)
         if self.url is not None:
-            return redis.asyncio.Redis.from_url(self.url, **kwargs)
-        return redis.asyncio.Redis(host=self.host, port=self.port, **kwargs)
+            aclient = redis.asyncio.Redis.from_url(self.url, **kwargs)
+        else:
+            aclient = redis.asyncio.Redis(host=self.host, port=self.port, **kwargs)
+        _connection.use_failover_connections(aclient, kwargs)
+        return aclient
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The read-only client_kwargs mapping cannot be pickled as is: rebuild from fields.

@@ -1,0 +1,188 @@
+"""redis-py connections that say when a failure happened before a command was written.
+
+A command whose connection failed to connect, or failed its handshake (HELLO, AUTH, SELECT,
+CLIENT SETNAME/SETINFO, run by redis-py's ``on_connect``), or failed the PING health check that
+redis-py runs before writing when ``health_check_interval`` is set, never reached the server:
+the failover client may run it again, on the same or the next database. redis-py's own errors
+do not say so: a handshake that times out raises ``TimeoutError("Timeout reading from
+...")``, exactly what a command that timed out after it was sent raises. So these connection
+classes mark every error raised while connecting or checking health with
+``never_sent = True`` (an attribute on the exception itself, whose type is unchanged: an
+``AuthenticationError`` stays one), which :func:`faulttol_redis._replay.never_sent` honours.
+
+One exception: redis-py reconnects a connection that a maintenance notification marked for
+reconnection right after a command ran, and raises that reconnect's failure in place of the
+command's outcome. That failure is marked ``never_sent = False`` (ambiguous) instead.
+
+:func:`use_failover_connections` installs these classes in a client's pool when the pool uses
+redis-py's stock TCP, TLS or Unix socket connection, and leaves any other class alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio.connection as async_connection
+import redis.connection as sync_connection
+
+__all__ = [
+    "AsyncFailoverConnection",
+    "AsyncFailoverSSLConnection",
+    "AsyncFailoverUnixDomainSocketConnection",
+    "FailoverConnection",
+    "FailoverSSLConnection",
+    "FailoverUnixDomainSocketConnection",
+    "use_failover_connections",
+]
+
+USER_CONNECTION_KWARGS = frozenset({"connection_class", "connection_pool"})
+"""``client_kwargs`` with which the user chose the connections: then they are left alone."""
+
+
+def _mark(exc: BaseException, never_sent: bool) -> None:
+    """Record on ``exc`` whether the command surely was not sent (first mark wins: the
+    innermost call knows best)."""
+    if isinstance(exc, Exception) and not isinstance(getattr(exc, "never_sent", None), bool):
+        exc.never_sent = never_sent  # type: ignore[attr-defined]
+
+
+class _SyncMarking(sync_connection.AbstractConnection):
+    """Marks failures of ``connect`` and of the pre-write health check as never sent."""
+
+    _ft_reconnect_after_use = False
+    """Set when redis-py asks for a reconnect after the current command (see the module)."""
+
+    def _ft_connect_failed(self, exc: BaseException) -> None:
+        ambiguous = self._ft_reconnect_after_use
+        self._ft_reconnect_after_use = False
+        _mark(exc, not ambiguous)
+
+    def connect(self) -> None:
+        try:
+            super().connect()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            self._ft_connect_failed(exc)
+            raise
+        self._ft_reconnect_after_use = False
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
+        try:
+            super().connect_check_health(*args, **kwargs)
+        except BaseException as exc:
+            self._ft_connect_failed(exc)
+            raise
+        self._ft_reconnect_after_use = False
+
+    def check_health(self) -> None:
+        try:
+            super().check_health()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            _mark(exc, True)
+            raise
+
+    def mark_for_reconnect(self) -> None:  # redis-py >= 7: maintenance notifications
+        self._ft_reconnect_after_use = True
+        super().mark_for_reconnect()  # type: ignore[no-untyped-call]
+
+
+class FailoverConnection(_SyncMarking, sync_connection.Connection):
+    """redis-py's TCP ``Connection``, marking failures before a command was written."""
+
+
+class FailoverSSLConnection(_SyncMarking, sync_connection.SSLConnection):
+    """redis-py's TLS ``SSLConnection``, marking failures before a command was written."""
+
+
+class FailoverUnixDomainSocketConnection(
+    _SyncMarking, sync_connection.UnixDomainSocketConnection
+):
+    """redis-py's ``UnixDomainSocketConnection``, marking failures before a command was
+    written."""
+
+
+class _AsyncMarking(async_connection.AbstractConnection):
+    """The asyncio twin of :class:`_SyncMarking`."""
+
+    _ft_reconnect_after_use = False
+
+    def _ft_connect_failed(self, exc: BaseException) -> None:
+        ambiguous = self._ft_reconnect_after_use
+        self._ft_reconnect_after_use = False
+        _mark(exc, not ambiguous)
+
+    async def connect(self) -> None:
+        try:
+            await super().connect()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            self._ft_connect_failed(exc)
+            raise
+        self._ft_reconnect_after_use = False
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
+        try:
+            await super().connect_check_health(*args, **kwargs)
+        except BaseException as exc:
+            self._ft_connect_failed(exc)
+            raise
+        self._ft_reconnect_after_use = False
+
+    async def check_health(self) -> None:
+        try:
+            await super().check_health()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            _mark(exc, True)
+            raise
+
+    def mark_for_reconnect(self) -> None:  # redis-py >= 7: maintenance notifications
+        self._ft_reconnect_after_use = True
+        super().mark_for_reconnect()  # type: ignore[no-untyped-call]
+
+
+class AsyncFailoverConnection(_AsyncMarking, async_connection.Connection):
+    """redis-py's asyncio TCP ``Connection``, marking failures before a command was
+    written."""
+
+
+class AsyncFailoverSSLConnection(_AsyncMarking, async_connection.SSLConnection):
+    """redis-py's asyncio ``SSLConnection``, marking failures before a command was
+    written."""
+
+
+class AsyncFailoverUnixDomainSocketConnection(
+    _AsyncMarking, async_connection.UnixDomainSocketConnection
+):
+    """redis-py's asyncio ``UnixDomainSocketConnection``, marking failures before a command
+    was written."""
+
+
+_REPLACEMENTS: dict[type[Any], type[Any]] = {
+    sync_connection.Connection: FailoverConnection,
+    sync_connection.SSLConnection: FailoverSSLConnection,
+    sync_connection.UnixDomainSocketConnection: FailoverUnixDomainSocketConnection,
+    async_connection.Connection: AsyncFailoverConnection,
+    async_connection.SSLConnection: AsyncFailoverSSLConnection,
+    async_connection.UnixDomainSocketConnection: AsyncFailoverUnixDomainSocketConnection,
+}
+
+
+def use_failover_connections(client: Any, client_kwargs: Mapping[str, Any]) -> None:
+    """Make ``client`` (a ``redis.Redis`` or ``redis.asyncio.Redis`` just built from
+    ``client_kwargs``) use the marking twin of the connection class redis-py chose for it:
+    TCP, TLS (``ssl=True`` or ``rediss://``) or Unix socket (``unix://``).
+
+    Nothing changes when the user chose the connections (``connection_class`` or
+    ``connection_pool`` in ``client_kwargs``) or the class is not one of redis-py's own.
+    """
+    if USER_CONNECTION_KWARGS & client_kwargs.keys():
+        return
+    pool = getattr(client, "connection_pool", None)
+    replacement = _REPLACEMENTS.get(getattr(pool, "connection_class", None))  # type: ignore[arg-type]
+    if pool is None or replacement is None:
+        return
+    pool.connection_class = replacement
+    # single_connection_client: the sync client made its connection at construction; the
+    # marking class adds behaviour only, no state, so the object can take it over as is.
+    connection = getattr(client, "connection", None)
+    if connection is not None and _REPLACEMENTS.get(type(connection)) is replacement:
+        connection.__class__ = replacement
