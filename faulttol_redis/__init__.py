@@ -10,11 +10,17 @@ from faulttol.provider import SwitchEvent, SwitchReason
 
 from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
 from .config import DatabaseConfig, MultiDbConfig
-from .errors import ClusterConnectionError, NoValidDatabaseError, TemporaryUnavailableError
+from .errors import (
+    ClientClosedError,
+    ClusterConnectionError,
+    NoValidDatabaseError,
+    TemporaryUnavailableError,
+)
 from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 from .provider import FailoverProvider
 
 __all__ = [
+    "ClientClosedError",
     "ClusterConnectionError",
     "DatabaseConfig",
     "FailoverPipeline",

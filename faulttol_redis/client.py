@@ -6,6 +6,16 @@ Pipelines are buffered and run on the database active at ``execute()``; a WATCHe
 bound to the database its WATCH ran on and never commits anywhere else. Each ``pubsub()`` is an
 independent redis-py ``PubSub`` that moves its channels, patterns and shard channels to the new
 database after a switch.
+
+Lifecycle: ``close()`` closes the client for good. Every later call raises
+:class:`~faulttol_redis.ClientClosedError` without network I/O, commands racing the close end
+with redis-py exceptions only (a ``ClientClosedError`` when the close broke them), the
+client's pubsubs and WATCHing pipelines are closed with it, and the provider's connection
+pools refuse new connections (see :func:`_seal_provider`). A client built on a provider owns
+it (its ``close()`` closes the provider); :meth:`FailoverRedis.client` makes clients that do
+not. The success path of a command pays one attribute read for all this: ``close()`` swaps
+the object that path reads (:data:`_CLOSED_GATE`), and a provider closed by anyone else
+fails its ``_closed`` test; every other check is on the failure path.
 """
 
 from __future__ import annotations
@@ -14,10 +24,11 @@ import contextlib
 import logging
 import threading
 import weakref
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, NoReturn
 
 import redis
-from redis.client import Pipeline, PubSub
+from redis.client import Pipeline, PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,6 +39,7 @@ from faulttol.provider import SwitchEvent
 from ._cluster import pubsub_node_pool
 from ._replay import command_may_replay, pipeline_may_replay
 from .config import MultiDbConfig
+from .errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
 from .provider import Database, FailoverProvider
 
 __all__ = ["FailoverPipeline", "FailoverPubSub", "FailoverRedis"]
@@ -39,25 +51,162 @@ def _run_command(db: Database, args: tuple[Any, ...], options: dict[str, Any]) -
     return db.client.execute_command(*args, **options)
 
 
+# --- closing --------------------------------------------------------------------------------
+
+
+class _DeadSlot:
+    """Stands in for the active slot once a client is closed: never healthy, so the success
+    path of ``execute_command`` falls through to the checks of the slow path."""
+
+    __slots__ = ()
+    healthy = False
+    breaker = None
+    target = None
+
+
+class _ClosedGate:
+    """What a closed client's success path reads instead of the provider."""
+
+    __slots__ = ()
+    _active = _DeadSlot()
+    _closed = True
+
+
+_CLOSED_GATE: Any = _ClosedGate()
+
+_SEAL_LOCK = threading.Lock()
+
+_REFUSE = "the client is closed: the connection pool of a closed provider opens no connection"
+
+
+def _seal_pool(pool: Any) -> None:
+    """Make a closed provider's connection pool refuse new connections, then disconnect it.
+
+    redis-py pools reconnect on demand after ``disconnect()``, so a command that was already
+    running when the client closed (it passed every check before the close) could open a
+    socket that nobody closes. A sealed pool raises :class:`ClientClosedError` from
+    ``get_connection`` and disconnects every connection given back to it. Only pools that
+    the database's client owns are sealed (a pool passed in ``client_kwargs`` may serve
+    others). Idempotent.
+    """
+    with _SEAL_LOCK:
+        if pool.__dict__.get("_faulttol_sealed"):
+            return
+        release = pool.release
+
+        def get_connection(*args: Any, **kwargs: Any) -> NoReturn:
+            raise ClientClosedError(_REFUSE)
+
+        def release_and_disconnect(connection: Any) -> None:
+            try:
+                release(connection)
+            finally:
+                connection.disconnect()
+
+        pool.get_connection = get_connection
+        pool.release = release_and_disconnect
+        pool._faulttol_sealed = True
+    pool.disconnect()  # after sealing: also what connected while the provider was closing
+
+
+def _client_pools(client: Any) -> Iterator[Any]:
+    """The connection pools a database client owns (a cluster: each known node's)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        if getattr(client, "auto_close_connection_pool", False):
+            yield pool
+        return
+    nodes_manager = getattr(client, "__dict__", {}).get("nodes_manager")  # not initialized: none
+    if nodes_manager is not None:
+        for node in list(getattr(nodes_manager, "nodes_cache", {}).values()):
+            node_client = getattr(node, "redis_connection", None)
+            node_pool = getattr(node_client, "connection_pool", None)
+            if node_pool is not None:
+                yield node_pool
+
+
+def _seal_provider(provider: FailoverProvider) -> None:
+    """Seal the pools of every client of every database (removed ones too) of a closed
+    provider; see :func:`_seal_pool`."""
+    for db in provider._all_databases():
+        for client in db._clients():
+            for pool in _client_pools(client):
+                try:
+                    _seal_pool(pool)
+                except Exception:  # pragma: no cover - best effort on shutdown
+                    _log.debug("sealing a pool of %s failed", db, exc_info=True)
+
+
+def _give_back(breaker: Any) -> None:
+    """Return a permit taken for a call that the close broke (nothing is counted)."""
+    release = getattr(breaker, "release_permission", None)
+    if release is not None:
+        release()
+
+
 class FailoverRedis(redis.Redis):
     """A ``redis.Redis`` whose commands run on the provider's active database.
 
     Build it from a provider (``FailoverRedis(provider)``) or a config
-    (``FailoverRedis.from_config(config)``). ``close()`` closes the provider too.
+    (``FailoverRedis.from_config(config)``). ``close()`` closes the provider too (see the
+    module docstring for what a closed client does).
+
+    The redis-py members that assume one connection pool answer for the active database
+    (``connection_pool``, ``get_encoder()``...), apply to every database (callbacks, HIMPORT
+    fieldsets) or say why they cannot work (``set_retry``, ``from_url``, ``from_pool``).
     """
+
+    connection: None
+    """Always None: the client holds no connection of its own (redis-py: the connection of
+    a single-connection client)."""
+
+    single_connection_client: bool
+    """Always False: commands run on pooled connections of the active database."""
+
+    auto_close_connection_pool: bool
+    """False: the client has no pool; the provider owns the databases' pools (and closes
+    them when the client that owns the provider closes)."""
 
     def __init__(self, provider: FailoverProvider) -> None:  # no super(): no own pool
         if not isinstance(provider, FailoverProvider):
             raise TypeError(f"provider must be a FailoverProvider, got {type(provider).__name__}")
         self._provider = provider
+        self._gate: Any = provider  # what the success path reads; _CLOSED_GATE once closed
         self._now = provider.clock.monotonic
         self._replay_ambiguous = provider.config.retry_ambiguous_writes
         self._closed = False
+        self._owns_provider = True
+        self._lock = threading.Lock()
+        self._pubsubs: weakref.WeakSet[FailoverPubSub] = weakref.WeakSet()
+        self._watching: weakref.WeakSet[FailoverPipeline] = weakref.WeakSet()
+        # Read by redis-py code that expects a redis.Redis: this client holds no connection.
+        self.connection = None
+        self.single_connection_client = False
+        self.auto_close_connection_pool = False
+        self.single_connection_lock = threading.RLock()
 
     @classmethod
     def from_config(cls, config: MultiDbConfig) -> FailoverRedis:
         """Build the provider for ``config`` and a client on it."""
         return cls(FailoverProvider(config))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> FailoverRedis:
+        """Not supported: a failover client needs several databases and a failover config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_url() is not supported: a failover client is built from "
+            "several databases, e.g. FailoverRedis.from_config(MultiDbConfig("
+            "[DatabaseConfig(url=...), DatabaseConfig(url=...)]))"
+        )
+
+    @classmethod
+    def from_pool(cls, connection_pool: Any) -> FailoverRedis:
+        """Not supported: each database's client owns its pool, made from its config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_pool() is not supported: each database's client makes its "
+            "own pool from its DatabaseConfig (pool options go in client_kwargs); build the "
+            "client with FailoverRedis.from_config(MultiDbConfig([...]))"
+        )
 
     @property
     def provider(self) -> FailoverProvider:
@@ -74,24 +223,81 @@ class FailoverRedis(redis.Redis):
 
         The success path is :meth:`OrderedProvider.execute_with`'s, written out here: every
         command pays it, and one frame and one re-packing of the arguments less is a third
-        of this layer's cost. Any failure goes to the provider's shared slow path.
+        of this layer's cost. Any failure goes to the provider's shared slow path. A closed
+        client reads :data:`_CLOSED_GATE` here (its slot is never healthy), and a closed
+        provider fails the ``_closed`` test: both fall through to :meth:`_slow`.
         """
-        provider = self._provider
+        provider = self._gate
         slot = provider._active
         breaker = slot.breaker
-        if slot.healthy is not False and breaker.try_acquire_permission():
+        if (slot.healthy is not False and not provider._closed
+                and breaker.try_acquire_permission()):
             now = self._now
             start = now()
             try:
                 result = slot.target.client.execute_command(*args, **options)
             except BaseException as exc:
-                breaker.on_error(now() - start, exc)
-                return provider._recover(
-                    _run_command, (args, options), None, self._may_replay, slot, exc
-                )
+                return self._failed(slot, breaker, now() - start, exc, args, options)
             breaker.on_result(now() - start, result)
             return result
-        return provider._recover(_run_command, (args, options), None, self._may_replay, slot, None)
+        return self._slow(args, options, slot, None)
+
+    def _failed(self, slot: Any, breaker: Any, duration: float, exc: BaseException,
+                args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """The first attempt failed: record it and recover, unless the client closed."""
+        if self._is_closed():
+            _give_back(breaker)  # the close broke the call: nothing to count
+            raise self._after_close(exc)
+        breaker.on_error(duration, exc)
+        return self._slow(args, options, slot, exc)
+
+    def _slow(self, args: tuple[Any, ...], options: dict[str, Any], slot: Any,
+              exc: BaseException | None) -> Any:
+        """The provider's slow path (retry, probe, failover), with the closed checks."""
+        if self._is_closed():
+            raise self._closed_error(exc)
+        try:
+            return self._provider._recover(
+                self._attempt, (args, options), None, self._may_replay, slot, exc
+            )
+        except BaseException as error:
+            if self._is_closed():
+                raise self._after_close(error)  # noqa: B904 - the cause is set
+            raise
+
+    def _attempt(self, db: Database, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """One attempt of the slow path; stops it at once if the client closed meanwhile."""
+        if self._is_closed():
+            raise _ClientClosed
+        return db.client.execute_command(*args, **options)
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client, or its provider, is closed (every call then raises
+        :class:`~faulttol_redis.ClientClosedError`)."""
+        return self._is_closed()
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider._closed
+
+    def _closed_error(self, cause: BaseException | None = None) -> ClientClosedError:
+        if not self._closed and self._provider._closed:
+            _seal_provider(self._provider)  # closed by someone else: seal it now
+            return _closed_error("client (its FailoverProvider was closed)", cause)
+        return _closed_error("client", cause)
+
+    def _after_close(self, exc: BaseException) -> BaseException:
+        """What a call broken by the close raises (see ``errors._error_after_close``)."""
+        error = _error_after_close(exc, "client")
+        if error is exc or not isinstance(error, ClientClosedError):
+            return error
+        return self._closed_error(exc)
+
+    def _check_open(self) -> None:
+        if self._is_closed():
+            raise self._closed_error()
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 
@@ -105,40 +311,148 @@ class FailoverRedis(redis.Redis):
         return getattr(self._provider.client(), "response_callbacks", {})
 
     def get_encoder(self) -> Any:
+        """The active database's encoder."""
         return self._provider.client().get_encoder()
 
     def get_connection_kwargs(self) -> dict[str, Any]:
+        """The active database's connection arguments."""
         kwargs: dict[str, Any] = self._provider.client().get_connection_kwargs()
         return kwargs
 
+    def _database_clients(self) -> list[Any]:
+        provider = self._provider
+        return [provider.client(i) for i in range(1, len(provider) + 1)]
+
     def set_response_callback(self, command: str, callback: Any) -> None:
         """Set a response callback on every database's client."""
-        for i in range(1, len(self._provider) + 1):
-            self._provider.client(i).set_response_callback(command, callback)
+        for client in self._database_clients():
+            client.set_response_callback(command, callback)
+
+    def get_retry(self) -> Any:
+        """The active database client's redis-py ``Retry``: no retries unless
+        ``client_kwargs`` sets one. The failover retry is ``client.provider.retry``."""
+        client: Any = self._provider.client()
+        get_retry = getattr(client, "get_retry", None)
+        return get_retry() if get_retry is not None else getattr(client, "retry", None)
+
+    def set_retry(self, retry: Any) -> NoReturn:
+        """Refused: the failover retry (``MultiDbConfig(retry=...)``) is the only one."""
+        raise NotImplementedError(
+            "FailoverRedis.set_retry() is not supported: the failover retry is the only one; "
+            "configure it with MultiDbConfig(retry=RetryConfig(...)) (a database's own "
+            "redis-py retry, if you really want one, goes in DatabaseConfig(client_kwargs="
+            "{'retry': ...}))"
+        )
+
+    def get_cache(self) -> Any:
+        """The active database's client-side cache (None unless its client has one)."""
+        get_cache = getattr(self._provider.client(), "get_cache", None)
+        return get_cache() if get_cache is not None else None
+
+    # HIMPORT fieldsets (redis-py 8.1+) live in each client's registry: declared on every
+    # database, so that HIMPORT SET keeps working after a switch.
+
+    def _himport(self, name: str, *args: Any) -> list[Any]:
+        results = []
+        for client in self._database_clients():
+            method = getattr(client, name, None)
+            if method is None:
+                raise NotImplementedError(
+                    f"{name}() needs a redis-py with HIMPORT support on every database's "
+                    f"client ({type(client).__name__} has none)"
+                )
+            results.append(method(*args))
+        return results
+
+    @property
+    def himport_registry(self) -> Any:
+        """The active database client's HIMPORT fieldset registry (every database's client
+        has the same fieldsets)."""
+        return self._provider.client().himport_registry
+
+    def himport_prepare(self, fieldset_name: str, fields: Iterable[Any]) -> bool:
+        """Declare an HIMPORT fieldset on every database's client."""
+        self._himport("himport_prepare", fieldset_name, list(fields))
+        return True
+
+    def himport_discard(self, fieldset_name: str) -> int:
+        """Remove an HIMPORT fieldset from every database's client (1 if it was declared)."""
+        return 1 if any(self._himport("himport_discard", fieldset_name)) else 0
+
+    def himport_discard_all(self) -> int:
+        """Remove every HIMPORT fieldset from every database's client; returns how many
+        were declared."""
+        return max(self._himport("himport_discard_all"), default=0)
 
     # ---------------------------------------------------------------- pipelines, pubsub
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> FailoverPipeline:
         """A pipeline that runs on the database active when it executes."""
+        self._check_open()
         return FailoverPipeline(self, transaction, shard_hint)
 
     def pubsub(self, **kwargs: Any) -> FailoverPubSub:
-        """An independent PubSub that follows switches, re-subscribing on the new database."""
-        return FailoverPubSub(self._provider, **kwargs)
+        """An independent PubSub that follows switches, re-subscribing on the new database.
+
+        ``close()`` on this client closes it too."""
+        self._check_open()
+        pubsub = FailoverPubSub(self._provider, **kwargs)
+        with self._lock:
+            if not self._closed:
+                self._pubsubs.add(pubsub)
+                return pubsub
+        pubsub.close()  # the client closed meanwhile
+        raise self._closed_error()
 
     def monitor(self) -> Any:
         """MONITOR on the active database (does not follow switches)."""
+        self._check_open()
         client: Any = self._provider.client()
         return client.monitor()
+
+    def client(self) -> FailoverRedis:
+        """Another client on the same provider (redis-py: a client sharing the pool).
+
+        Its ``close()`` closes only it (and its pubsubs and WATCHing pipelines), not the
+        provider; closing the provider (or the client that owns it) closes it too. Unlike
+        redis-py's, it is not pinned to one connection: for commands that must share a
+        connection use a pipeline (``watch()``/``multi()``/``execute()``), which is bound
+        to one database and one connection while it WATCHes.
+        """
+        self._check_open()
+        child = type(self)(self._provider)
+        child._owns_provider = False
+        return child
 
     # --------------------------------------------------------------------------- close
 
     def close(self) -> None:
-        """Close the client and its provider (health checks, every connection)."""
-        if getattr(self, "_closed", True):
+        """Close the client for good: its pubsubs, its WATCHing pipelines and, when it owns
+        the provider (built with ``FailoverRedis(provider)`` or ``from_config``, not by
+        :meth:`client`), the provider (health checks, every connection). Idempotent."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # a failed __init__
             return
-        self._closed = True
-        self._provider.close()
+        with lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._gate = _CLOSED_GATE
+            pubsubs, pipes = list(self._pubsubs), list(self._watching)
+        for pubsub in pubsubs:
+            try:
+                pubsub.close()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("closing a pubsub failed", exc_info=True)
+        for pipe in pipes:
+            pipe._abandon()
+        if self._owns_provider:
+            self._provider.close()
+            _seal_provider(self._provider)
+
+    def __enter__(self) -> FailoverRedis:
+        self._check_open()
+        return self
 
     def __del__(self) -> None:
         pass  # the provider owns the connections; close() releases them explicitly
@@ -170,6 +484,11 @@ class FailoverPipeline(Pipeline):
     After ``watch()`` the pipeline is bound to the database the WATCH ran on (immediate
     commands, MULTI, EXEC all go there); if the active database changes before ``execute()``,
     ``execute()`` raises ``WatchError`` instead of committing elsewhere.
+
+    Once its client is closed, what would reach a database (``execute()``, ``watch()``, an
+    immediate command while WATCHing) raises :class:`~faulttol_redis.ClientClosedError`;
+    buffering a command does no I/O and is not checked. Closing the client releases the
+    connection of a WATCHing pipeline.
     """
 
     def __init__(self, client: FailoverRedis, transaction: bool, shard_hint: Any) -> None:
@@ -182,12 +501,25 @@ class FailoverPipeline(Pipeline):
         super().__init__(pool,
                          getattr(active, "response_callbacks", {}), transaction, shard_hint)
 
+    def _check_open(self) -> None:
+        if self._client._is_closed():
+            self.reset()
+            raise self._client._closed_error()
+
     # While WATCHing, everything goes to the real pipeline on the bound database.
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         real: Any = self._real
         if real is not None:
-            return real.execute_command(*args, **kwargs)
+            self._check_open()
+            try:
+                result = real.execute_command(*args, **kwargs)
+            except BaseException as exc:
+                if self._client._is_closed():
+                    self.reset()
+                    raise self._client._after_close(exc)  # noqa: B904 - the cause is set
+                raise
+            return self if result is real else result  # a buffered command returns the pipe
         if args and str(args[0]).upper() == "WATCH" and not self.explicit_transaction:
             return self._bind_and_watch(*args, **kwargs)
         return self.pipeline_execute_command(*args, **kwargs)
@@ -195,10 +527,22 @@ class FailoverPipeline(Pipeline):
     def _bind_and_watch(self, *args: Any, **kwargs: Any) -> Any:
         if self.command_stack:
             raise redis.RedisError("Cannot issue a WATCH after commands were queued")
-        provider = self._client.provider
-        db = provider._active.target
+        self._check_open()
+        client = self._client
+        db = client.provider._active.target
         real = db.client.pipeline(self.transaction, self.shard_hint)
-        result = real.execute_command(*args, **kwargs)
+        with client._lock:
+            if client._closed:
+                raise client._closed_error()
+            client._watching.add(self)
+        try:
+            result = real.execute_command(*args, **kwargs)
+        except BaseException as exc:
+            client._watching.discard(self)
+            real.reset()
+            if client._is_closed():
+                raise client._after_close(exc)  # noqa: B904 - the cause is set
+            raise
         self._bound, self._real = db, real
         self.watching = True
         return result
@@ -212,43 +556,77 @@ class FailoverPipeline(Pipeline):
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands to the active database (see the class docstring)."""
+        self._check_open()
+        client = self._client
         real = self._real
         if real is not None:
             try:
-                if self._client.provider._active.target is not self._bound:
+                if client.provider._active.target is not self._bound:
                     raise WatchError("the active database changed after WATCH")
                 real.scripts |= self.scripts
                 results: list[Any] = real.execute(raise_on_error)
                 return results
+            except BaseException as exc:
+                if client._is_closed():
+                    raise client._after_close(exc)  # noqa: B904 - the cause is set
+                raise
             finally:
                 self.reset()
         stack = self.command_stack
         if not stack:
             return []
         try:
-            return self._client.provider.execute_with(
-                _run_pipeline,
+            return client.provider.execute_with(
+                self._attempt,
                 (stack, self.scripts, self.transaction, self.shard_hint, raise_on_error),
                 None,
                 self._may_replay,
             )
+        except BaseException as exc:
+            if client._is_closed():
+                raise client._after_close(exc)  # noqa: B904 - the cause is set
+            raise
         finally:
             self.reset()
+
+    def _attempt(self, db: Database, *call: Any) -> list[Any]:
+        """One attempt of the pipeline; stops the provider at once if the client closed."""
+        if self._client._is_closed():
+            raise _ClientClosed
+        return _run_pipeline(db, *call)
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
         return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
 
     def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None
+        self._client._watching.discard(self)
         if real is not None:
+            if self._client._is_closed():
+                real.watching = False  # no UNWATCH: the close ended the connection's WATCH
             real.reset()
         self.command_stack = []
         self.scripts = set()
         self.watching = False
         self.explicit_transaction = False
 
+    def _abandon(self) -> None:
+        """The client is closing: disconnect the WATCHing connection (which ends the WATCH).
+
+        Called from the closing thread, so the pipeline's own state is left to its owner:
+        its next call finds the client closed and resets it.
+        """
+        real: Any = self._real
+        conn = getattr(real, "connection", None)
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("closing a WATCHing pipeline's connection failed", exc_info=True)
+
     def unwatch(self) -> Any:
         if self._real is not None:
+            self._check_open()
             result = self._real.unwatch()
             self.reset()
             return result
@@ -284,12 +662,21 @@ class FailoverPubSub(PubSub):
     ``run_in_thread``'s worker, or a (un)subscribe call); a reader blocked on the old database
     is woken by closing that connection. Subscribe confirmations for the re-subscribed channels
     arrive again, as after a redis-py reconnect.
+
+    ``close()`` (also called by the client's ``close()``) is final: the pubsub unsubscribes
+    from everything by dropping its connection, a reader blocked on it gets
+    :class:`~faulttol_redis.ClientClosedError`, its ``run_in_thread`` workers stop, and every
+    later use raises ``ClientClosedError`` (it never reconnects nor re-subscribes). So does
+    a pubsub whose provider was closed. ``reset()`` (and ``with``) keep redis-py's meaning:
+    unsubscribe from everything, usable again.
     """
 
     def __init__(self, provider: FailoverProvider, **kwargs: Any) -> None:
         self._provider = provider
         self._db: Database = provider._active.target
         self._moving = threading.Event()
+        self._closed = False
+        self._workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         super().__init__(_pubsub_pool(self._db), **kwargs)
         ref = weakref.WeakMethod(self._on_switch)
 
@@ -335,12 +722,60 @@ class FailoverPubSub(PubSub):
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
                 self.on_connect(None)
 
+    # ----------------------------------------------------------------------- lifecycle
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider._closed
+
+    def _check_open(self) -> None:
+        if self._is_closed():
+            if not self._closed:  # the provider was closed: release what is left
+                self.close()
+            raise _closed_error("pubsub")
+
+    def _in_stopped_worker(self) -> bool:
+        """Whether the caller is one of this pubsub's ``run_in_thread`` workers, which the
+        close stops: it ends quietly instead of dying on ``ClientClosedError``."""
+        current = threading.current_thread()
+        if current in self._workers:
+            if isinstance(current, PubSubWorkerThread):
+                current.stop()
+            return True
+        return False
+
+    def close(self) -> None:
+        """Close the pubsub for good (see the class docstring). Idempotent."""
+        if not self.__dict__.get("_closed", True):
+            self._closed = True
+            for worker in list(self._workers):
+                if isinstance(worker, PubSubWorkerThread):
+                    worker.stop()  # ends after its current read, which the close wakes
+            self._provider.remove_switch_listener(self._listener)
+        super().close()
+
+    def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
+        """redis-py reconnects a pubsub connection after a read error; a closed one stays
+        closed."""
+        if self._is_closed():
+            conn.disconnect()
+            return
+        super()._reconnect(conn, *args, **kwargs)
+
+    # ----------------------------------------------------------------------------- I/O
+
     def execute_command(self, *args: Any) -> None:
+        self._check_open()
         if self._moving.is_set() or self._provider._active.target is not self._db:
             self._follow()
-        super().execute_command(*args)  # type: ignore[no-untyped-call]
+        try:
+            super().execute_command(*args)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            if self._is_closed():
+                raise _error_after_close(exc, "pubsub")  # noqa: B904 - the cause is set
+            raise
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
+        self._check_open()
         if self._moving.is_set() or self._provider._active.target is not self._db:
             self._follow()
         try:
@@ -348,8 +783,30 @@ class FailoverPubSub(PubSub):
         except Exception as exc:
             return self._on_read_error(exc)
 
+    def get_message(self, ignore_subscribe_messages: bool = False,
+                    timeout: float | None = 0.0) -> Any:
+        try:
+            self._check_open()
+            return super().get_message(ignore_subscribe_messages, timeout)  # type: ignore[arg-type]
+        except ClientClosedError:
+            if self._in_stopped_worker():
+                return None
+            raise
+
+    def listen(self) -> Iterator[Any]:
+        self._check_open()
+        yield from super().listen()  # type: ignore[no-untyped-call]
+
+    def run_in_thread(self, *args: Any, **kwargs: Any) -> PubSubWorkerThread:
+        self._check_open()
+        worker = super().run_in_thread(*args, **kwargs)
+        self._workers.add(worker)
+        return worker
+
     def _on_read_error(self, exc: Exception) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down."""
+        if self._is_closed():
+            raise _error_after_close(exc, "pubsub")
         provider = self._provider
         if self._moving.is_set() or provider._active.target is not self._db:
             self._follow()  # the switch closed our connection under the reader
@@ -369,6 +826,8 @@ class FailoverPubSub(PubSub):
 
     def _reconnect_same(self) -> None:
         with self._lock:
+            if self._is_closed():
+                return  # closed meanwhile: the next use raises
             conn: Any = self.connection
             if conn is not None and _is_cluster(self._db):
                 # a cluster may have moved our node's role: pick a node again
@@ -381,10 +840,6 @@ class FailoverPubSub(PubSub):
             elif conn is not None:
                 conn.disconnect()
                 conn.connect()  # the connect callback re-subscribes
-
-    def close(self) -> None:
-        self._provider.remove_switch_listener(self._listener)
-        super().close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,15 +1,23 @@
 """Exceptions raised by the failover client when no database can take a command.
 
-Both are :class:`redis.exceptions.ConnectionError` subclasses, so code that already handles
-redis-py connection errors keeps working; they are siblings (neither subclasses the other) so
-that callers can tell "wait and retry" from "give up".
+All are :class:`redis.exceptions.ConnectionError` subclasses, so code that already handles
+redis-py connection errors keeps working. :class:`TemporaryUnavailableError` and
+:class:`NoValidDatabaseError` are siblings (neither subclasses the other) so that callers can
+tell "wait and retry" from "give up"; :class:`ClientClosedError` says "never again".
 """
 
 from __future__ import annotations
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClusterConnectionError", "NoValidDatabaseError", "TemporaryUnavailableError"]
+__all__ = [
+    "ClientClosedError",
+    "ClusterConnectionError",
+    "NoValidDatabaseError",
+    "TemporaryUnavailableError",
+]
 
 
 class TemporaryUnavailableError(RedisConnectionError):
@@ -44,3 +52,57 @@ class ClusterConnectionError(RedisConnectionError):
     def __init__(self, message: str, *, never_sent: bool) -> None:
         super().__init__(message)
         self.never_sent = never_sent
+
+
+class ClientClosedError(RedisConnectionError):
+    """The failover client (or its provider, or the pubsub) was closed: nothing runs any more.
+
+    Raised by every call made after ``close()`` / ``aclose()``, without any network I/O, and
+    by commands that were running while the client closed (the redis-py or socket error that
+    the close caused is the ``__cause__``). A connection error, so code that handles redis-py
+    connection errors keeps working; unlike :class:`TemporaryUnavailableError` retrying is
+    pointless: build a new client.
+    """
+
+
+class _ClientClosed(BaseException):
+    """Internal: an attempt found its client closed (never reaches callers).
+
+    Raised by a command attempt inside the provider's slow path. A ``BaseException`` and
+    neither a retryable nor a fallback exception, so the provider stops at once: no retry, no
+    probe, no failover, and the breaker counts nothing (it gives the permit back). The
+    client turns it into :class:`ClientClosedError`.
+    """
+
+
+def _closed_error(what: str, cause: BaseException | None = None) -> ClientClosedError:
+    """The :class:`ClientClosedError` for ``what`` (e.g. ``"client"``), caused by ``cause``."""
+    error = ClientClosedError(f"{what} is closed")
+    if cause is None or isinstance(cause, _ClientClosed):
+        error.__suppress_context__ = True  # nothing worth showing (or internal)
+    else:
+        error.__cause__ = cause
+    return error
+
+
+def _error_after_close(exc: BaseException, what: str) -> BaseException:
+    """What a call that failed with ``exc`` raises when it finds its client closed.
+
+    The close broke the call (a socket closed under it, a connection gone: redis-py then
+    raises connection errors, but also ``ValueError``, ``AttributeError`` or ``OSError``):
+    :class:`ClientClosedError`, with ``exc`` as the cause. A server's answer (a
+    :class:`~redis.exceptions.RedisError` that is not a connection or timeout error, e.g. a
+    ``ResponseError``) and a ``BaseException`` that is not an ``Exception`` (a
+    ``KeyboardInterrupt``, a cancellation) are raised unchanged.
+    """
+    if isinstance(exc, ClientClosedError):
+        return exc
+    if isinstance(exc, _ClientClosed):
+        return _closed_error(what)
+    if not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, RedisError) and not isinstance(
+        exc, (RedisConnectionError, RedisTimeoutError)
+    ):
+        return exc
+    return _closed_error(what, exc)

@@ -20,12 +20,18 @@ from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
 from ..config import DatabaseConfig, MultiDbConfig
-from ..errors import ClusterConnectionError, NoValidDatabaseError, TemporaryUnavailableError
+from ..errors import (
+    ClientClosedError,
+    ClusterConnectionError,
+    NoValidDatabaseError,
+    TemporaryUnavailableError,
+)
 from ..healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
 from .provider import FailoverProvider
 
 __all__ = [
+    "ClientClosedError",
     "ClusterConnectionError",
     "DatabaseConfig",
     "FailoverPipeline",
