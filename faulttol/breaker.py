@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._errors import ConfigTypeError
 from .events import (
     CircuitBreakerEvent,
     CircuitBreakerEvents,
@@ -131,40 +132,69 @@ DEFAULT_IGNORE_EXCEPTIONS: tuple[type[BaseException], ...] = ()
 
 
 def _check_count(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{name} must be an int >= {minimum}, got {_kind(value)}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def _check_number(name: str, value: object, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigTypeError(f"{name} must be a number ({allowed}), got {_kind(value)}")
+    return float(value)
+
+
 def _check_duration(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    allowed = "finite seconds >= 0"
+    if not 0 <= _check_number(name, value, allowed) < math.inf:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _check_rate(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
-        raise ValueError(f"{name} must be a percentage in (0, 100], got {value!r}")
+    allowed = "a percentage in (0, 100]"
+    if not 0 < _check_number(name, value, allowed) <= 100:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
-        raise ValueError(f"{name} must be a callable or None, got {value!r}")
+        raise ConfigTypeError(f"{name} must be a callable or None, got {_kind(value)}")
+
+
+def _kind(value: object) -> str:
+    """How a wrong-kind value is shown in an error: plain scalars as themselves, anything
+    else by its type only (it might be a mapping holding a secret)."""
+    if value is None or isinstance(value, (bool, int, float, Enum)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
     if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
-        raise ValueError(f"{name} must be a tuple of exception types, got {value!r}")
+        raise ConfigTypeError(
+            f"{name} must be an exception type or a tuple of exception types, got {_kind(value)}"
+        )
     types = tuple(value)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise ValueError(f"{name} must contain exception types only, got {t!r}")
+            raise ConfigTypeError(
+                f"{name} must contain exception types only, got {t!r}"
+                if isinstance(t, type)
+                else f"{name} must contain exception types only, got {_kind(t)}"
+            )
     return types
 
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     """How a :class:`CircuitBreaker` decides; immutable, validated at construction.
+
+    A value of the wrong kind (a string for a count, a bool for a number, a non-exception in
+    an exception list...) raises ``ConfigTypeError`` (a ``TypeError`` and a
+    ``ValueError``); a value out of range (negative, NaN, infinite, a rate outside
+    (0, 100]) raises ``ValueError``. Both name the field and what it allows.
 
     For a COUNT_BASED window, ``minimum_number_of_calls`` above ``sliding_window_size`` is
     capped by the breaker (the config keeps the value given). ``minimum_number_of_failures``
@@ -196,9 +226,9 @@ class CircuitBreakerConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.sliding_window_type, SlidingWindowType):
-            raise ValueError(
+            raise ConfigTypeError(
                 "sliding_window_type must be SlidingWindowType.COUNT_BASED or TIME_BASED, "
-                f"got {self.sliding_window_type!r}"
+                f"got {_kind(self.sliding_window_type)}"
             )
         _check_count("sliding_window_size", self.sliding_window_size, 1)
         _check_count("minimum_number_of_calls", self.minimum_number_of_calls, 1)
@@ -216,9 +246,9 @@ class CircuitBreakerConfig:
             "max_wait_duration_in_half_open_state", self.max_wait_duration_in_half_open_state
         )
         if not isinstance(self.automatic_transition_from_open_to_half_open_enabled, bool):
-            raise ValueError(
+            raise ConfigTypeError(
                 "automatic_transition_from_open_to_half_open_enabled must be a bool, got "
-                f"{self.automatic_transition_from_open_to_half_open_enabled!r}"
+                f"{_kind(self.automatic_transition_from_open_to_half_open_enabled)}"
             )
         for name in ("record_exceptions", "ignore_exceptions"):
             object.__setattr__(self, name, _exception_types(name, getattr(self, name)))

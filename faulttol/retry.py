@@ -105,24 +105,35 @@ class MaxRetriesExceededError(Exception):
 # --- configuration ------------------------------------------------------------------------
 
 
+def _kind(value: object) -> str:
+    """How a wrong-kind value is shown in an error: plain scalars as themselves, anything
+    else by its type only (it might be a mapping holding a secret)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def _exception_types(field: str, value: object) -> tuple[type[BaseException], ...]:
     """Normalize an exception type or an iterable of them to a tuple, or raise naming field."""
     if isinstance(value, type):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)):
         raise ConfigTypeError(
-            f"{field} must be an exception type or a tuple of exception types, got {value!r}"
+            f"{field} must be an exception type or a tuple of exception types, "
+            f"got {_kind(value)}"
         )
     types = tuple(value)
     for item in types:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise ConfigTypeError(f"{field} must contain only exception types, got {item!r}")
+            shown = repr(item) if isinstance(item, type) else _kind(item)
+            raise ConfigTypeError(f"{field} must contain only exception types, got {shown}")
     return types
 
 
-def _number(field: str, value: object) -> float:
+def _number(field: str, value: object, allowed: str) -> float:
+    """``value`` as a float; ``ConfigTypeError`` naming ``field`` unless it is a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"{field} must be a number, got {value!r}")
+        raise ConfigTypeError(f"{field} must be a number ({allowed}), got {_kind(value)}")
     return float(value)
 
 
@@ -130,8 +141,10 @@ def _number(field: str, value: object) -> float:
 class RetryConfig:
     """How a :class:`Retry` decides whether, how often and how long to wait before retrying.
 
-    Immutable; invalid values raise ``ValueError`` (out of range) or ``TypeError`` (wrong
-    kind), naming the field.
+    Immutable. A value of the wrong kind (a string or a bool for a number, a non-exception
+    in an exception list...) raises ``ConfigTypeError`` (a ``TypeError`` and a
+    ``ValueError``); a value out of range (negative, NaN, infinite, a multiplier below 1, a
+    jitter outside [0, 1]) raises ``ValueError``. Both name the field and what it allows.
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -141,7 +154,7 @@ class RetryConfig:
     backoff_multiplier: float = DEFAULT_BACKOFF_MULTIPLIER
     """Wait n is ``wait_duration * backoff_multiplier ** (n - 1)`` (>= 1)."""
     max_wait_duration: float | None = DEFAULT_MAX_WAIT_DURATION
-    """Cap of one wait in seconds (>= 0), or ``None`` for no cap."""
+    """Cap of one wait in seconds (>= 0 and finite), or ``None`` for no cap."""
     jitter: float = DEFAULT_JITTER
     """Randomization factor in [0, 1]: the wait is scaled by U(1 - jitter, 1 + jitter)."""
     retry_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRY_EXCEPTIONS
@@ -158,25 +171,25 @@ class RetryConfig:
     def __post_init__(self) -> None:
         max_attempts = self.max_attempts
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise ConfigTypeError(f"max_attempts must be an int, got {max_attempts!r}")
+            raise ConfigTypeError(f"max_attempts must be an int >= 1, got {_kind(max_attempts)}")
         if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
-        wait = _number("wait_duration", self.wait_duration)
-        if not (0.0 <= wait < math.inf):
-            raise ValueError(f"wait_duration must be >= 0 and finite, got {self.wait_duration!r}")
-        multiplier = _number("backoff_multiplier", self.backoff_multiplier)
-        if not (1.0 <= multiplier < math.inf):
+            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        seconds = "finite seconds >= 0"
+        if not 0.0 <= _number("wait_duration", self.wait_duration, seconds) < math.inf:
+            raise ValueError(f"wait_duration must be {seconds}, got {self.wait_duration!r}")
+        multiplier = "a finite number >= 1"
+        if not 1.0 <= _number("backoff_multiplier", self.backoff_multiplier, multiplier) < math.inf:
             raise ValueError(
-                f"backoff_multiplier must be >= 1 and finite, got {self.backoff_multiplier!r}"
+                f"backoff_multiplier must be {multiplier}, got {self.backoff_multiplier!r}"
             )
+        cap = "finite seconds >= 0, or None for no cap"
         if self.max_wait_duration is not None and not (
-            _number("max_wait_duration", self.max_wait_duration) >= 0.0
+            0.0 <= _number("max_wait_duration", self.max_wait_duration, cap) < math.inf
         ):
-            raise ValueError(
-                f"max_wait_duration must be >= 0 or None, got {self.max_wait_duration!r}"
-            )
-        if not (0.0 <= _number("jitter", self.jitter) <= 1.0):
-            raise ValueError(f"jitter must be in [0, 1], got {self.jitter!r}")
+            raise ValueError(f"max_wait_duration must be {cap}, got {self.max_wait_duration!r}")
+        factor = "a randomization factor in [0, 1]"
+        if not 0.0 <= _number("jitter", self.jitter, factor) <= 1.0:
+            raise ValueError(f"jitter must be {factor}, got {self.jitter!r}")
         object.__setattr__(
             self, "retry_exceptions", _exception_types("retry_exceptions", self.retry_exceptions)
         )
@@ -188,10 +201,10 @@ class RetryConfig:
         for name in ("retry_on_exception", "retry_on_result"):
             predicate = getattr(self, name)
             if predicate is not None and not callable(predicate):
-                raise ConfigTypeError(f"{name} must be callable or None, got {predicate!r}")
+                raise ConfigTypeError(f"{name} must be callable or None, got {_kind(predicate)}")
         if not isinstance(self.fail_after_max_attempts, bool):
             raise ConfigTypeError(
-                f"fail_after_max_attempts must be a bool, got {self.fail_after_max_attempts!r}"
+                f"fail_after_max_attempts must be a bool, got {_kind(self.fail_after_max_attempts)}"
             )
 
 
@@ -269,11 +282,11 @@ class Retry:
 
     def __init__(self, name: str, config: RetryConfig | None = None, *, clock: Clock | None = None):
         if not isinstance(name, str):
-            raise ConfigTypeError(f"name must be a str, got {name!r}")
+            raise ConfigTypeError(f"name must be a str, got {_kind(name)}")
         if config is None:
             config = RetryConfig()
         elif not isinstance(config, RetryConfig):
-            raise ConfigTypeError(f"config must be a RetryConfig or None, got {config!r}")
+            raise ConfigTypeError(f"config must be a RetryConfig or None, got {_kind(config)}")
         self._name = name
         self._config = config
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
