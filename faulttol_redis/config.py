@@ -2,11 +2,17 @@
 order, gathered in a :class:`MultiDbConfig` with the breaker, retry, health-check and failover
 settings.
 
-Both are immutable and validate at construction (``ValueError`` naming the field and its
-allowed range, ``TypeError`` for a value of the wrong kind). Defaults are those of Jedis's
-failover guide (breaker and retry) and redis-py's multi-database client (health checks,
-failover timing). Secrets (passwords in URLs, any ``client_kwargs`` key that looks like a
-password, token, secret, key or credential) never appear in a ``repr`` or ``str``.
+Both are immutable and validate at construction: a value out of range (negative, zero
+where not allowed, NaN, infinite) raises ``ValueError`` naming the field and its allowed
+range; a value of the wrong kind raises ``ConfigTypeError`` (both a ``TypeError`` and a
+``ValueError``) naming the field. Defaults are those of Jedis's failover guide (breaker and
+retry) and redis-py's multi-database client (health checks, failover timing).
+
+Secrets (passwords in URLs, any ``client_kwargs`` key that looks like a password, token,
+secret, key or credential) never appear in a ``repr``, a ``str`` or an error message, whatever
+the input: a URL is shown with its password masked (also when an unencoded ``#``, ``?`` or
+``/`` in the password breaks its syntax), and a value of the wrong kind is shown by its type
+only (a dict given where a :class:`DatabaseConfig` goes may hold a password).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from faulttol.health import (
 from faulttol.retry import RetryConfig
 
 from . import _cluster, _connection
-from .healthcheck import HealthCheck, PingHealthCheck
+from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 
 __all__ = [
     "DEFAULT_AUTO_FAILBACK_GRACE_PERIOD",
@@ -99,7 +105,7 @@ REDIS_CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 """What counts against a database: connection errors and timeouts, never server errors."""
 
-_SECRET_MARKERS = ("password", "passwd", "token", "secret", "key", "credential", "auth")
+_SECRET_MARKERS = ("password", "passwd", "pwd", "token", "secret", "key", "credential", "auth")
 _MASK = "***"
 _RESERVED_CLIENT_KWARGS = frozenset({"host", "port", "url", "startup_nodes"})
 
@@ -131,68 +137,182 @@ def _masked_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (_MASK if _is_secret(k) and v is not None else v) for k, v in kwargs.items()}
 
 
-def _masked_url(url: str) -> str:
-    """``url`` with the password of its userinfo and secret query values replaced."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}{':' + _MASK if sep else ''}@{hostport}"
-    query = parts.query
+def _masked_url(url: object) -> str:
+    """``url`` for display: its password, secret query values and fragment replaced.
+
+    Works on the raw text rather than trusting a URL parser, so that a password holding an
+    unencoded ``#``, ``?``, ``/`` or ``@`` (which moves the parser's idea of where the
+    user info ends) is masked too: everything before the last ``@`` is user info. When that
+    user info is not well formed (it holds ``/``, ``?`` or ``#``, or there is no scheme),
+    all of it is masked, the user name included.
+    """
+    if not isinstance(url, str):
+        return f"<{type(url).__name__}>"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, tail = rest.rpartition("@")
+    if at:
+        if sep and not any(c in userinfo for c in "/?#"):
+            user, colon, _password = userinfo.partition(":")
+            userinfo = f"{user}:{_MASK}" if colon else user
+        else:
+            userinfo = _MASK
+    tail, hash_mark, fragment = tail.partition("#")
+    location, question_mark, query = tail.partition("?")
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
         query = "&".join(
-            f"{k}={_MASK if _is_secret(k) else urllib.parse.quote(v, safe='')}" for k, v in pairs
+            f"{urllib.parse.quote(k, safe='')}="
+            f"{_MASK if _is_secret(k) else urllib.parse.quote(v, safe='')}"
+            for k, v in pairs
         )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown = f"{userinfo}{at}{location}{question_mark}{query}"
+    if hash_mark:
+        shown += f"#{_MASK}" if fragment else "#"
+    return f"{scheme}://{shown}" if sep else shown
+
+
+def _kind(value: object) -> str:
+    """How a value of the wrong kind is shown in an error message: plain scalars as
+    themselves, anything else by its type only (a string, a dict or a client given by
+    mistake may hold a password)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 # --- validation helpers --------------------------------------------------------------------
 
 
-def _number(name: str, value: object) -> float:
+def _number(name: str, value: object, allowed: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"{name} must be a number, got {value!r}")
+        raise ConfigTypeError(f"{name} must be a number ({allowed}), got {_kind(value)}")
     if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
+        raise ValueError(f"{name} must not be NaN: it must be {allowed}")
     return float(value)
 
 
 def _positive(name: str, value: object) -> float:
-    number = _number(name, value)
+    allowed = "> 0 and finite"
+    number = _number(name, value, allowed)
     if not 0 < number < math.inf:
-        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return number
 
 
 def _non_negative(name: str, value: object) -> float:
-    number = _number(name, value)
+    allowed = ">= 0 and finite"
+    number = _number(name, value, allowed)
     if not 0 <= number < math.inf:
-        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return number
 
 
 def _int_at_least(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigTypeError(f"{name} must be an int, got {value!r}")
+        raise ConfigTypeError(f"{name} must be an int (>= {minimum}), got {_kind(value)}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
+
+
+_NOT_IN_HOST = frozenset("/@?#") | frozenset(" \t\r\n")
+
+
+def _check_host(value: object) -> None:
+    """A host name or address: not a URL (its password would end up in every repr)."""
+    if not isinstance(value, str):
+        raise ConfigTypeError(
+            f"host must be a non-empty string (a host name or address), got {_kind(value)}"
+        )
+    if not value:
+        raise ValueError("host must be a non-empty string (a host name or address), got ''")
+    if "://" in value or _NOT_IN_HOST.intersection(value):
+        raise ValueError(
+            "host must be a host name or address, without '://', '/', '@', '?', '#' or "
+            "spaces; give a redis:// URL as url=... (the value is not shown: it may hold "
+            "a password)"
+        )
+
+
+def _check_url(url: object) -> None:
+    """Refuse a URL whose syntax an unencoded character broke.
+
+    A ``#`` anywhere (redis URLs have no fragment), or an ``@`` after the authority (which
+    ends at the first ``/``, ``?`` or ``#``), means a password or user name held a character
+    that should have been percent-encoded: parsed as is, its start would become the host
+    name (``redis://user:1234#x@db`` is host ``user``, port 1234).
+    """
+    if not isinstance(url, str):
+        raise ConfigTypeError(f"url must be a str or None, got {_kind(url)}")
+    _scheme, _sep, rest = url.partition("://")
+    ends = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+    if "#" in url or (ends and "@" in rest[min(ends):]):
+        raise ValueError(
+            "url must be a well-formed redis://, rediss:// or unix:// URL: percent-encode "
+            "'#', '?', '/' and '@' in a user name or password (%23, %3F, %2F, %40), "
+            f"got {_masked_url(url)!r}"
+        )
+    if _scheme.lower() in ("redis", "rediss") and ends:
+        path = rest[min(ends):].partition("?")[0]
+        if path not in ("", "/") and not (path[1:].isdigit() and path.isascii()):
+            raise ValueError(
+                "url path must be the database number (redis://host:port/0), "
+                f"got {_masked_url(url)!r}"
+            )
+
+
+def _check_health_check_url(value: object) -> None:
+    """The base URL of a REST API: http(s)://host[:port][/], nothing else."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigTypeError(
+            f"health_check_url must be a str (an https:// URL) or None, got {_kind(value)}"
+        )
+    shown = _masked_url(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        raise ValueError(f"health_check_url must be a well-formed URL, got {shown!r}") from None
+    if "://" not in value or parts.scheme.lower() not in ("https", "http"):
+        raise ValueError(
+            "health_check_url must be an https:// URL such as "
+            "https://cluster.example.com:9443 (http:// only with "
+            f"LagAwareHealthCheck(allow_insecure_http=True)), got {shown!r}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"health_check_url must name a host, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"health_check_url port must be in 1..65535, got {shown!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(
+            "health_check_url must be the API base (scheme, host and port) without a path: "
+            f"the REST paths (/v1/bdbs...) are added to it, got {shown!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"health_check_url must not have a query or a fragment, got {shown!r}"
+        )
 
 
 def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ConfigTypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+        raise ConfigTypeError(
+            f"{name} must be an exception type or a tuple of them, got {_kind(value)}"
+        )
     types = tuple(value)
     for item in types:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise ConfigTypeError(f"{name} must contain only exception types, got {item!r}")
+            shown = repr(item) if isinstance(item, type) else _kind(item)
+            raise ConfigTypeError(f"{name} must contain only exception types, got {shown}")
     return types
 
 
@@ -208,7 +328,16 @@ class DatabaseConfig:
     otherwise comes from ``client_kwargs`` (default 0). ``client_kwargs`` go to the client
     (password, ssl, socket timeouts...; not host/port). ``weight`` orders databases under
     the ``"weighted"`` failover strategy. ``health_check_url`` is the base URL of the Redis
-    Enterprise REST API for :class:`~faulttol_redis.LagAwareHealthCheck`.
+    Enterprise REST API for :class:`~faulttol_redis.LagAwareHealthCheck`: ``https://`` (or
+    ``http://``, which the check refuses unless ``allow_insecure_http=True``), a host and
+    optionally a port, no path, query or fragment.
+
+    ``host`` is a host name or address, never a URL (give that as ``url``). In ``url``, a
+    user name or password holding ``#``, ``?`` or ``/`` must be percent-encoded (``%23``,
+    ``%3F``, ``%2F``; ``@`` as ``%40`` is safest): a URL whose syntax they break is refused,
+    its password masked in the message, rather than read with the wrong host (parsed as is,
+    ``redis://user:1234#x@db`` is host ``user``, port 1234). The path of a ``redis://`` URL
+    is the database number, nothing else.
     """
 
     host: str = DEFAULT_HOST
@@ -227,10 +356,10 @@ class DatabaseConfig:
     def __post_init__(self) -> None:
         kwargs = {} if self.client_kwargs is None else self.client_kwargs
         if not isinstance(kwargs, Mapping):
-            raise ConfigTypeError(f"client_kwargs must be a mapping or None, got {type(kwargs)!r}")
+            raise ConfigTypeError(f"client_kwargs must be a mapping or None, got {_kind(kwargs)}")
         for key in kwargs:
             if not isinstance(key, str):
-                raise ConfigTypeError(f"client_kwargs keys must be str, got {key!r}")
+                raise ConfigTypeError(f"client_kwargs keys must be str, got {_kind(key)}")
             if key in _RESERVED_CLIENT_KWARGS:
                 raise ValueError(
                     f"client_kwargs must not set {key!r}: use DatabaseConfig's host/port/url"
@@ -238,8 +367,7 @@ class DatabaseConfig:
         object.__setattr__(self, "client_kwargs", MappingProxyType(dict(kwargs)))
         db: object = kwargs.get("db", 0)
         if self.url is not None:
-            if not isinstance(self.url, str):
-                raise ConfigTypeError(f"url must be a str or None, got {type(self.url)!r}")
+            _check_url(self.url)
             try:
                 parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
             except ValueError:
@@ -251,24 +379,31 @@ class DatabaseConfig:
                 object.__setattr__(self, "host", str(parsed["path"]))
                 object.__setattr__(self, "port", 0)
             else:
+                port = int(parsed.get("port", DEFAULT_PORT))
+                if not 1 <= port <= 65535:
+                    raise ValueError(
+                        f"url port must be in 1..65535, got {port} in {_masked_url(self.url)!r}"
+                    )
                 object.__setattr__(self, "host", str(parsed.get("host", DEFAULT_HOST)))
-                object.__setattr__(self, "port", int(parsed.get("port", DEFAULT_PORT)))
+                object.__setattr__(self, "port", port)
             db = parsed.get("db", db)
         else:
-            if not isinstance(self.host, str) or not self.host:
-                raise ValueError(f"host must be a non-empty string, got {self.host!r}")
+            _check_host(self.host)
             if isinstance(self.port, bool) or not isinstance(self.port, int):
-                raise ConfigTypeError(f"port must be an int, got {self.port!r}")
+                raise ConfigTypeError(f"port must be an int in 1..65535, got {_kind(self.port)}")
             if not 1 <= self.port <= 65535:
                 raise ValueError(f"port must be in 1..65535, got {self.port}")
-        if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        if isinstance(db, bool) or not isinstance(db, int):
+            raise ConfigTypeError(f"db must be an int >= 0, got {_kind(db)}")
+        if db < 0:
             raise ValueError(f"db must be an int >= 0, got {db!r}")
         object.__setattr__(self, "db", db)
         object.__setattr__(self, "weight", _non_negative("weight", self.weight))
         if self.name is not None and not isinstance(self.name, str):
-            raise ConfigTypeError(f"name must be a str or None, got {self.name!r}")
+            raise ConfigTypeError(f"name must be a str or None, got {_kind(self.name)}")
         if not isinstance(self.cluster, bool):
-            raise ConfigTypeError(f"cluster must be a bool, got {self.cluster!r}")
+            raise ConfigTypeError(f"cluster must be a bool, got {_kind(self.cluster)}")
+        _check_health_check_url(self.health_check_url)
         if self.cluster and self.db != 0:
             raise ValueError(f"db must be 0 for a cluster database, got {self.db}")
 
@@ -411,6 +546,9 @@ class MultiDbConfig:
     seconds, then ``NoValidDatabaseError``. ``active_index_store`` is a file where the
     active index is persisted across restarts (avoiding an unwanted failback on restart).
     ``retry_ambiguous_writes=True`` allows replaying commands whose outcome is ambiguous.
+    A database whose ``health_check_url`` is plain ``http://`` is refused when a
+    :class:`~faulttol_redis.LagAwareHealthCheck` would send it credentials, unless that
+    check was made with ``allow_insecure_http=True``.
     """
 
     databases: tuple[DatabaseConfig, ...]
@@ -458,43 +596,41 @@ class MultiDbConfig:
             circuit_breaker = default_circuit_breaker_config()
         elif not isinstance(circuit_breaker, CircuitBreakerConfig):
             raise ConfigTypeError(
-                f"circuit_breaker must be a CircuitBreakerConfig, got {circuit_breaker!r}"
+                f"circuit_breaker must be a CircuitBreakerConfig or None, "
+                f"got {_kind(circuit_breaker)}"
             )
         if retry is None:
             retry = default_retry_config()
         elif not isinstance(retry, RetryConfig):
-            raise ConfigTypeError(f"retry must be a RetryConfig, got {retry!r}")
+            raise ConfigTypeError(f"retry must be a RetryConfig or None, got {_kind(retry)}")
         fallback = (
             default_fallback_exceptions()
             if fallback_exceptions is None
             else _exception_types("fallback_exceptions", fallback_exceptions)
         )
-        checks: tuple[HealthCheck, ...] = (
-            (PingHealthCheck(),) if health_checks is None else tuple(health_checks)
-        )
-        for check in checks:
-            if not isinstance(check, HealthCheck):
-                raise ConfigTypeError(
-                    "health_checks must contain objects with check() and check_async(), "
-                    f"got {check!r}"
-                )
+        checks = _validate_health_checks(health_checks)
+        _refuse_insecure_health_check_urls(dbs, checks)
         if not isinstance(health_check_policy, HealthCheckPolicy):
             raise ConfigTypeError(
-                f"health_check_policy must be a HealthCheckPolicy, got {health_check_policy!r}"
+                "health_check_policy must be a HealthCheckPolicy (HEALTHY_ALL, HEALTHY_MAJORITY "
+                f"or HEALTHY_ANY), got {_kind(health_check_policy)}"
             )
         if auto_failback_interval is not None:
             auto_failback_interval = _positive("auto_failback_interval", auto_failback_interval)
+        strategies = ", ".join(FAILOVER_STRATEGIES)
+        if not isinstance(failover_strategy, str):
+            raise ConfigTypeError(
+                f"failover_strategy must be a str, one of {strategies}; "
+                f"got {_kind(failover_strategy)}"
+            )
         if failover_strategy not in FAILOVER_STRATEGIES:
             raise ValueError(
-                f"failover_strategy must be one of {', '.join(FAILOVER_STRATEGIES)}, "
-                f"got {failover_strategy!r}"
+                f"failover_strategy must be one of {strategies}, got {failover_strategy!r}"
             )
-        store = None if active_index_store is None else os.fspath(active_index_store)
-        if store == "":
-            raise ValueError("active_index_store must be a non-empty path or None")
+        store = _validate_store(active_index_store)
         if not isinstance(retry_ambiguous_writes, bool):
             raise ConfigTypeError(
-                f"retry_ambiguous_writes must be a bool, got {retry_ambiguous_writes!r}"
+                f"retry_ambiguous_writes must be a bool, got {_kind(retry_ambiguous_writes)}"
             )
         values: dict[str, object] = {
             "databases": dbs,
@@ -561,14 +697,18 @@ def _validate_databases(databases: Iterable[DatabaseConfig]) -> tuple[DatabaseCo
     if isinstance(databases, (DatabaseConfig, str, bytes)) or not isinstance(
         databases, Iterable
     ):
-        raise ConfigTypeError(f"databases must be an iterable of DatabaseConfig, got {databases!r}")
+        raise ConfigTypeError(
+            f"databases must be an iterable of DatabaseConfig, got {_kind(databases)}"
+        )
     dbs = tuple(databases)
     if not dbs:
         raise ValueError("databases must contain at least 1 DatabaseConfig, got none")
     seen: dict[tuple[str, int, int], int] = {}
     for position, db in enumerate(dbs):
         if not isinstance(db, DatabaseConfig):
-            raise ConfigTypeError(f"databases[{position}] must be a DatabaseConfig, got {db!r}")
+            raise ConfigTypeError(
+                f"databases[{position}] must be a DatabaseConfig, got {_kind(db)}"
+            )
         first = seen.setdefault(db.endpoint_key, position)
         if first != position:
             raise ValueError(
@@ -576,6 +716,63 @@ def _validate_databases(databases: Iterable[DatabaseConfig]) -> tuple[DatabaseCo
                 f"({db.endpoint}) duplicates databases[{first}]"
             )
     return dbs
+
+
+def _validate_health_checks(health_checks: object) -> tuple[HealthCheck, ...]:
+    if health_checks is None:
+        return (PingHealthCheck(),)
+    if isinstance(health_checks, (str, bytes, Mapping)) or not isinstance(
+        health_checks, Iterable
+    ):
+        raise ConfigTypeError(
+            "health_checks must be an iterable of health checks (objects with check() and "
+            f"check_async()) or None, got {_kind(health_checks)}"
+        )
+    checks = tuple(health_checks)
+    for position, check in enumerate(checks):
+        if not isinstance(check, HealthCheck):
+            raise ConfigTypeError(
+                "health_checks must contain objects with check() and check_async(), "
+                f"got {_kind(check)} at health_checks[{position}]"
+            )
+    return checks
+
+
+def _refuse_insecure_health_check_urls(
+    databases: tuple[DatabaseConfig, ...], checks: tuple[HealthCheck, ...]
+) -> None:
+    """A lag-aware check sends credentials to ``health_check_url``: plain http only when
+    that check was told ``allow_insecure_http=True``."""
+    for check in checks:
+        if not isinstance(check, LagAwareHealthCheck) or check.allow_insecure_http:
+            continue
+        for position, db in enumerate(databases):
+            url = db.health_check_url
+            if url is not None and urllib.parse.urlsplit(url).scheme.lower() != "https":
+                raise ValueError(
+                    f"databases[{position}].health_check_url must be https:// for "
+                    f"LagAwareHealthCheck, got {_masked_url(url)!r}; pass "
+                    "LagAwareHealthCheck(allow_insecure_http=True) to allow plain http "
+                    "(credentials and answers then travel unencrypted)"
+                )
+
+
+def _validate_store(active_index_store: object) -> str | None:
+    if active_index_store is None:
+        return None
+    if not isinstance(active_index_store, (str, os.PathLike)):
+        raise ConfigTypeError(
+            "active_index_store must be a path (a str or os.PathLike) or None, "
+            f"got {_kind(active_index_store)}"
+        )
+    store = os.fspath(active_index_store)
+    if not isinstance(store, str):
+        raise ConfigTypeError(
+            f"active_index_store must be a path (a str or os.PathLike) or None, got {_kind(store)}"
+        )
+    if store == "":
+        raise ValueError("active_index_store must be a non-empty path or None")
+    return store
 
 
 # --- cluster clients -----------------------------------------------------------------------

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import logging
+import math
+import os
 import ssl
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
 import redis
 import redis.asyncio
@@ -157,7 +161,21 @@ class LagAwareHealthCheck:
     ``GET /v1/bdbs/{uid}/availability?extend_check=lag&availability_lag_tolerance_ms=N``:
     HTTP 200 is healthy, anything else (another status, a timeout, a TLS or network error,
     no matching bdb) is unhealthy and logged at debug level. Uses HTTP basic auth when
-    ``username`` is given. The password never appears in ``repr``.
+    ``username`` is given. The password never appears in ``repr``, errors or logs.
+
+    The credentials go only where they were meant to:
+
+    * Over https only. A ``health_check_url`` with ``http://`` is refused (the probe fails
+      with a warning, and :class:`~faulttol_redis.MultiDbConfig` refuses such a database at
+      construction) unless ``allow_insecure_http=True`` says that sending the credentials
+      and the answers unencrypted is acceptable (a test setup, a loopback API).
+    * A redirect is followed only to the same origin (scheme, host and port) over https;
+      any other redirect (another host or port, a downgrade to http, any redirect over
+      plain http) is not followed: the probe fails, with a warning the first time.
+
+    Certificate files (``ca_file``, ``client_cert_file``, ``client_key_file``) are loaded at
+    construction: a file that is missing or holds no usable certificate or key is a
+    ``ValueError`` naming the field, not a probe that fails quietly later.
     """
 
     def __init__(
@@ -168,35 +186,68 @@ class LagAwareHealthCheck:
         password: str | None = None,
         lag_tolerance_ms: int = DEFAULT_LAG_TOLERANCE_MS,
         verify_tls: bool = True,
-        ca_file: str | None = None,
-        client_cert_file: str | None = None,
-        client_key_file: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert_file: str | os.PathLike[str] | None = None,
+        client_key_file: str | os.PathLike[str] | None = None,
         timeout: float = DEFAULT_REST_API_TIMEOUT,
         rest_api_host: str | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
-        if not 0 < rest_api_port < 65536:
-            raise ValueError(f"rest_api_port must be in 1..65535, got {rest_api_port}")
-        if lag_tolerance_ms < 0:
-            raise ValueError(f"lag_tolerance_ms must be >= 0, got {lag_tolerance_ms}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
+        _check_port("rest_api_port", rest_api_port)
+        if username is not None:
+            if not isinstance(username, str):
+                raise ConfigTypeError(f"username must be a str or None, got {_kind(username)}")
+            if not username:
+                raise ValueError("username must be a non-empty str or None, got ''")
+        if password is not None and not isinstance(password, str):
+            raise ConfigTypeError(f"password must be a str or None, got {_kind(password)}")
         if password is not None and username is None:
             raise ValueError("username must be given with password")
+        if isinstance(lag_tolerance_ms, bool) or not isinstance(lag_tolerance_ms, int):
+            raise ConfigTypeError(
+                "lag_tolerance_ms must be an int >= 0 (milliseconds), "
+                f"got {_kind(lag_tolerance_ms)}"
+            )
+        if lag_tolerance_ms < 0:
+            raise ValueError(
+                f"lag_tolerance_ms must be >= 0 (milliseconds), got {lag_tolerance_ms}"
+            )
+        flags = (("verify_tls", verify_tls), ("allow_insecure_http", allow_insecure_http))
+        for name, flag in flags:
+            if not isinstance(flag, bool):
+                raise ConfigTypeError(f"{name} must be a bool, got {_kind(flag)}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ConfigTypeError(
+                f"timeout must be a number of seconds > 0 and finite, got {_kind(timeout)}"
+            )
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be > 0 and finite (seconds), got {timeout!r}")
+        if rest_api_host is not None:
+            rest_api_host = _check_rest_api_host(rest_api_host)
         if client_key_file is not None and client_cert_file is None:
             raise ValueError("client_cert_file must be given with client_key_file")
+        ca = _optional_path("ca_file", ca_file)
+        cert = _optional_path("client_cert_file", client_cert_file)
+        key = _optional_path("client_key_file", client_key_file)
         self.rest_api_port = rest_api_port
         self.username = username
         self._password = password
         self.lag_tolerance_ms = lag_tolerance_ms
         self.verify_tls = verify_tls
-        self.ca_file = ca_file
-        self.client_cert_file = client_cert_file
-        self.client_key_file = client_key_file
-        self.timeout = timeout
+        self.ca_file = ca
+        self.client_cert_file = cert
+        self.client_key_file = key
+        self.timeout = float(timeout)
         self.rest_api_host = rest_api_host
+        self.allow_insecure_http = allow_insecure_http
         self._lock = threading.Lock()
         self._uids: dict[tuple[str, str], Any] = {}
-        self._ssl_context: ssl.SSLContext | None = None
+        self._warned: set[str] = set()
+        self._ssl_context = _tls_context(ca, cert, key, verify_tls)
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self._ssl_context),
+            _SameOriginRedirects(self._warn_once),
+        )
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -209,8 +260,22 @@ class LagAwareHealthCheck:
         return await asyncio.to_thread(self._probe, database)
 
     def _probe(self, database: DatabaseConfig) -> bool:
-        base = self._base_url(database)
         host = database.host
+        try:
+            base = self._base_url(database)
+        except ValueError as exc:
+            self._warn_once(f"bad-url:{host}", "lag-aware check of %s: %s", host, exc)
+            return False
+        if not base.startswith("https:") and not self.allow_insecure_http:
+            self._warn_once(
+                f"insecure:{base}",
+                "lag-aware check of %s refused to use %s: plain http would send the "
+                "credentials and the answers unencrypted; use an https:// health_check_url, "
+                "or LagAwareHealthCheck(allow_insecure_http=True) to allow it",
+                host,
+                base,
+            )
+            return False
         try:
             uid = self._bdb_uid(base, host)
             if uid is None:
@@ -230,14 +295,27 @@ class LagAwareHealthCheck:
             _log.debug("lag-aware check of %s via %s: HTTP %d", host, base, status)
         return status == 200
 
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log a misconfiguration at WARNING the first time, at DEBUG afterwards (a check
+        runs every few seconds: one warning says it, a warning per probe would drown it)."""
+        with self._lock:
+            first = key not in self._warned
+            self._warned.add(key)
+        _log.log(logging.WARNING if first else logging.DEBUG, message, *args)
+
     # --- REST plumbing -------------------------------------------------------------------
 
     def _base_url(self, database: DatabaseConfig) -> str:
-        configured: str | None = getattr(database, "health_check_url", None)
+        """``scheme://host:port`` of the REST API for ``database`` (never credentials)."""
+        configured: object = getattr(database, "health_check_url", None)
         if configured:
+            if not isinstance(configured, str):
+                raise ValueError("health_check_url must be a str")
             parsed = urllib.parse.urlsplit(configured)
-            scheme = parsed.scheme or "https"
-            hostname = parsed.hostname or configured
+            scheme = parsed.scheme.lower()
+            hostname = parsed.hostname
+            if scheme not in ("https", "http") or not hostname:
+                raise ValueError("health_check_url must be an https:// URL naming a host")
             port = parsed.port or self.rest_api_port
         else:
             scheme, port = "https", self.rest_api_port
@@ -265,34 +343,157 @@ class LagAwareHealthCheck:
         if self.username is not None:
             token = f"{self.username}:{self._password or ''}".encode()
             request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
-        context = self._tls_context() if url.startswith("https:") else None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
+            with self._opener.open(request, timeout=self.timeout) as answer:
                 return int(answer.status), answer.read()
-        except urllib.error.HTTPError as exc:
+        except urllib.error.HTTPError as exc:  # also a redirect that was not followed
             with exc:
                 return int(exc.code), b""
 
-    def _tls_context(self) -> ssl.SSLContext:
-        with self._lock:
-            if self._ssl_context is None:
-                context = ssl.create_default_context(cafile=self.ca_file)
-                if not self.verify_tls:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                if self.client_cert_file is not None:
-                    context.load_cert_chain(self.client_cert_file, self.client_key_file)
-                self._ssl_context = context
-            return self._ssl_context
-
     def __repr__(self) -> str:
         password = None if self._password is None else "***"
+        insecure = ", allow_insecure_http=True" if self.allow_insecure_http else ""
         return (
             f"LagAwareHealthCheck(rest_api_port={self.rest_api_port!r}, "
             f"username={self.username!r}, password={password!r}, "
             f"lag_tolerance_ms={self.lag_tolerance_ms!r}, verify_tls={self.verify_tls!r}, "
-            f"timeout={self.timeout!r}, rest_api_host={self.rest_api_host!r})"
+            f"timeout={self.timeout!r}, rest_api_host={self.rest_api_host!r}{insecure})"
         )
+
+
+# --- lag-aware helpers ------------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    """How a value of the wrong kind is shown in an error message: plain scalars as
+    themselves, anything else by its type only (it may be a secret given by mistake)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _check_port(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{name} must be an int in 1..65535, got {_kind(value)}")
+    if not 0 < value < 65536:
+        raise ValueError(f"{name} must be in 1..65535, got {value}")
+
+
+_NOT_IN_HOST = frozenset("/@?#") | frozenset(" \t\r\n")
+
+
+def _check_rest_api_host(value: object) -> str:
+    """A host name or address (``[::1]`` is taken as ``::1``), never a URL."""
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"rest_api_host must be a str or None, got {_kind(value)}")
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if not host:
+        raise ValueError("rest_api_host must be a non-empty host name or address, got ''")
+    if "://" in host or _NOT_IN_HOST.intersection(host):
+        raise ValueError(
+            "rest_api_host must be a host name or address, not a URL (the value is not "
+            "shown: it may hold a password); give a REST API URL as "
+            "DatabaseConfig(health_check_url='https://...')"
+        )
+    return host
+
+
+def _optional_path(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    kind = f"{name} must be a path (str or os.PathLike) or None"
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigTypeError(f"{kind}, got {_kind(value)}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise ConfigTypeError(f"{kind}, got {_kind(path)}")
+    if not path:
+        raise ValueError(f"{name} must be a non-empty path or None, got ''")
+    if not os.path.isfile(path):
+        raise ValueError(f"{name} {path!r} does not exist or is not a file")
+    return path
+
+
+def _tls_context(
+    ca_file: str | None, cert_file: str | None, key_file: str | None, verify: bool
+) -> ssl.SSLContext:
+    """The TLS context of every request, built once: file problems surface at construction."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"ca_file {ca_file!r} holds no usable CA certificate (PEM expected): {exc}"
+        ) from None
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file is not None:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            fields = "client_cert_file / client_key_file" if key_file else "client_cert_file"
+            raise ValueError(
+                f"{fields} ({cert_file!r}, {key_file!r}): no usable certificate and private "
+                f"key (PEM, unencrypted key expected): {exc}"
+            ) from None
+    return context
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the default port filled in; raises ValueError."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _shown_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` for a log line (no user info, path or query)."""
+    try:
+        scheme, host, port = _origin(url)
+    except ValueError:
+        return "<invalid url>"
+    return f"{scheme}://{host}:{port}"
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same origin over https; refuse any other.
+
+    urllib's own handler follows any redirect and copies every header, the Authorization
+    header included, so credentials would reach another host or travel over plain http.
+    A refused redirect ends the request with its 3xx status (an unhealthy probe).
+    """
+
+    def __init__(self, warn: Callable[..., None]) -> None:
+        super().__init__()
+        self._warn = warn
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        try:
+            same = _origin(newurl) == _origin(req.full_url) and _origin(newurl)[0] == "https"
+        except ValueError:
+            same = False
+        if same:
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+        source, target = _shown_origin(req.full_url), _shown_origin(newurl)
+        self._warn(
+            f"redirect:{source}->{target}",
+            "lag-aware check: not following the HTTP %d redirect from %s to %s: redirects "
+            "are followed only to the same origin over https (the credentials go nowhere "
+            "else)",
+            code,
+            source,
+            target,
+        )
+        return None
 
 
 def _find_bdb_uid(bdbs: Any, host: str) -> Any:

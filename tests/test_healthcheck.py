@@ -265,6 +265,7 @@ def serve_api() -> Iterator[Callable[..., FakeRestApi]]:
 
 
 def _db(api: FakeRestApi, host: str = "redis-12000.cluster.example") -> DatabaseConfig:
+    # plain http: the checks below are built with allow_insecure_http=True
     return DatabaseConfig(host, 12000, health_check_url=f"http://127.0.0.1:{api.port}")
 
 
@@ -273,7 +274,9 @@ NO_CLIENT = cast(Any, None)  # the lag-aware check does not use the Redis client
 
 def test_lag_aware_healthy_by_dns_name_with_auth(serve_api: Callable[..., FakeRestApi]) -> None:
     api = serve_api()
-    check = LagAwareHealthCheck(username="admin", password="hunter2", lag_tolerance_ms=250)
+    check = LagAwareHealthCheck(
+        username="admin", password="hunter2", lag_tolerance_ms=250, allow_insecure_http=True
+    )
     assert check.check(NO_CLIENT, _db(api)) is True
     (bdbs_path, auth), (availability_path, _) = api.requests
     assert bdbs_path == "/v1/bdbs?fields=uid,endpoints"
@@ -290,7 +293,7 @@ def test_lag_aware_healthy_by_dns_name_with_auth(serve_api: Callable[..., FakeRe
 
 def test_lag_aware_matches_addr_and_host_case(serve_api: Callable[..., FakeRestApi]) -> None:
     api = serve_api()
-    check = LagAwareHealthCheck()
+    check = LagAwareHealthCheck(allow_insecure_http=True)
     assert check.check(NO_CLIENT, _db(api, host="127.0.0.5")) is True
     assert api.paths()[-1] == "/v1/bdbs/7/availability"
     assert check.check(NO_CLIENT, _db(api, host="REDIS-12000.Cluster.Example")) is True
@@ -302,7 +305,7 @@ def test_lag_aware_unhealthy_answers(
     serve_api: Callable[..., FakeRestApi], caplog: pytest.LogCaptureFixture
 ) -> None:
     api = serve_api(FakeRestApi(availability_status=503))
-    check = LagAwareHealthCheck()
+    check = LagAwareHealthCheck(allow_insecure_http=True)
     assert check.check(NO_CLIENT, _db(api)) is False  # lag beyond tolerance / not available
 
     api.availability_status = 200
@@ -312,20 +315,20 @@ def test_lag_aware_unhealthy_answers(
     assert "no bdb" in caplog.text
 
     api.bdbs_status = 401  # wrong credentials
-    assert LagAwareHealthCheck().check(NO_CLIENT, _db(api)) is False
+    assert LagAwareHealthCheck(allow_insecure_http=True).check(NO_CLIENT, _db(api)) is False
 
     api.bdbs_status = 200
     api.raw_bdbs = b"{not json"
-    assert LagAwareHealthCheck().check(NO_CLIENT, _db(api)) is False
+    assert LagAwareHealthCheck(allow_insecure_http=True).check(NO_CLIENT, _db(api)) is False
     api.raw_bdbs = b'{"uid": 7}'  # JSON, but not a list of bdbs
-    assert LagAwareHealthCheck().check(NO_CLIENT, _db(api)) is False
+    assert LagAwareHealthCheck(allow_insecure_http=True).check(NO_CLIENT, _db(api)) is False
 
 
 def test_lag_aware_recreated_bdb_is_looked_up_again(
     serve_api: Callable[..., FakeRestApi],
 ) -> None:
     api = serve_api()
-    check = LagAwareHealthCheck()
+    check = LagAwareHealthCheck(allow_insecure_http=True)
     assert check.check(NO_CLIENT, _db(api)) is True
     api.availability_status = 404
     assert check.check(NO_CLIENT, _db(api)) is False
@@ -337,7 +340,7 @@ def test_lag_aware_recreated_bdb_is_looked_up_again(
 
 def test_lag_aware_timeout(serve_api: Callable[..., FakeRestApi]) -> None:
     api = serve_api(FakeRestApi(delay=0.5))
-    check = LagAwareHealthCheck(timeout=0.1)
+    check = LagAwareHealthCheck(timeout=0.1, allow_insecure_http=True)
     started = time.monotonic()
     assert check.check(NO_CLIENT, _db(api)) is False
     assert time.monotonic() - started < 0.45
@@ -347,12 +350,13 @@ def test_lag_aware_unreachable_api() -> None:
     from faulttol_redis._server import free_port
 
     database = DatabaseConfig("h", health_check_url=f"http://127.0.0.1:{free_port()}")
-    assert LagAwareHealthCheck(timeout=0.5).check(NO_CLIENT, database) is False
+    check = LagAwareHealthCheck(timeout=0.5, allow_insecure_http=True)
+    assert check.check(NO_CLIENT, database) is False
 
 
 async def test_lag_aware_async(serve_api: Callable[..., FakeRestApi]) -> None:
     api = serve_api()
-    check = LagAwareHealthCheck()
+    check = LagAwareHealthCheck(allow_insecure_http=True)
     assert await check.check_async(NO_CLIENT, _db(api)) is True
     api.availability_status = 503
     assert await check.check_async(NO_CLIENT, _db(api)) is False
