@@ -18,6 +18,7 @@ import enum
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 
@@ -184,7 +185,9 @@ class HealthMonitor:
     with another clock it polls that clock, so advancing a ``FakeClock`` drives the thread.
 
     When the owner removes a target, it calls :meth:`remove` so that later results shift down
-    with the indices; a result computed for an index before such a removal is dropped.
+    with the indices; a result computed for an index before such a removal is dropped. Likewise
+    a result of target ``index`` computed across a :meth:`forget` of it is dropped (the owner
+    decided its health anew while the check ran).
     """
 
     def __init__(
@@ -207,7 +210,8 @@ class HealthMonitor:
         self._name = name
         self._lock = threading.Lock()
         self._results: dict[int, bool] = {}
-        self._generation = 0
+        self._generation = 0  # bumped by remove(): every result in flight is dropped
+        self._stamps: dict[int, int] = {}  # bumped by forget(index): its result is dropped
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rounds = 0
@@ -268,9 +272,14 @@ class HealthMonitor:
         return flipped
 
     def forget(self, index: int) -> None:
-        """Make target ``index`` unknown again (treated as healthy until its next check)."""
+        """Make target ``index`` unknown again (treated as healthy until its next check).
+
+        A check of it already running when this is called has its result dropped: only a
+        check started afterwards counts.
+        """
         with self._lock:
             self._results.pop(index, None)
+            self._stamps[index] = self._stamps.get(index, 0) + 1
 
     def remove(self, index: int) -> None:
         """Target ``index`` was removed: drop its result and shift later ones down by one."""
@@ -278,26 +287,25 @@ class HealthMonitor:
             raise ValueError(f"index must be >= 1, got {index}")
         with self._lock:
             self._generation += 1
-            shifted: dict[int, bool] = {}
-            for i, healthy in self._results.items():
-                if i < index:
-                    shifted[i] = healthy
-                elif i > index:
-                    shifted[i - 1] = healthy
-            self._results = shifted
+            self._results = _shift_down(self._results, index)
+            self._stamps = _shift_down(self._stamps, index)
 
     def check_target(self, index: int, *, notify: bool = True) -> bool:
         """Check target ``index`` now, on the calling thread, and record the result."""
         with self._lock:
-            generation = self._generation
+            started = self._stamp_locked(index)
         healthy = self._safe_check(index)
         with self._lock:
-            if generation != self._generation:
-                return healthy  # indices shifted meanwhile: the result may be someone else's
+            if started != self._stamp_locked(index):
+                return healthy  # indices shifted, or the owner forgot it: the result is stale
             flipped = self._record_locked(index, healthy)
         if flipped and notify:
             self._notify(index, healthy)
         return healthy
+
+    def _stamp_locked(self, index: int) -> tuple[int, int]:
+        """What a result of ``index`` must find unchanged to be recorded (lock held)."""
+        return self._generation, self._stamps.get(index, 0)
 
     def _record_locked(self, index: int, healthy: bool) -> bool:
         previous = self._results.get(index, True)
@@ -332,10 +340,10 @@ class HealthMonitor:
             if self._stop.is_set():
                 break
             with self._lock:
-                generation = self._generation
+                started = self._stamp_locked(index)
             healthy = self._safe_check(index)
             with self._lock:
-                if generation != self._generation:
+                if started != self._stamp_locked(index):
                     continue
                 flipped = self._record_locked(index, healthy)
             recorded[index] = healthy
@@ -392,3 +400,17 @@ class HealthMonitor:
 
     def __repr__(self) -> str:
         return f"HealthMonitor(name={self._name!r}, interval={self._interval!r})"
+
+
+V = TypeVar("V")
+
+
+def _shift_down(values: dict[int, V], removed: int) -> dict[int, V]:
+    """``values`` by index after index ``removed`` is gone: later indices move down by one."""
+    shifted: dict[int, V] = {}
+    for i, value in values.items():
+        if i < removed:
+            shifted[i] = value
+        elif i > removed:
+            shifted[i - 1] = value
+    return shifted
