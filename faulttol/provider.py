@@ -20,6 +20,15 @@ Design choices where the contract leaves room (documented in docs/provider.md):
 * When no target is eligible by the strict rule, a target whose last health check passed is used
   even if its breaker's open wait has not elapsed: a client never refuses a healthy target when
   it has nothing else.
+* No user code runs under the provider's lock: switch listeners, breaker listeners (of the
+  transitions a switch makes, and of time-driven ones seen while choosing a target) and log
+  handlers all run after it is released, so any of them may use the provider, from any thread.
+* Switch events are delivered in the order the switches happened, through one queue per
+  provider: the thread that switched delivers, unless another thread is already delivering, in
+  which case that one delivers the event after the earlier ones (see :meth:`_deliver_events`).
+* A manual switch resets the target's health to "unknown" when it was unhealthy (a forced
+  switch is not undone by the next call), and results of health checks that were already
+  running when it happened are dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -97,9 +107,14 @@ def _always(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
 
 
 class _Slot(Generic[T]):
-    """One target with its breaker, weight and last known health."""
+    """One target with its breaker, weight and last known health.
 
-    __slots__ = ("breaker", "healthy", "healthy_since", "name", "target", "weight")
+    ``health_epoch`` counts the manual switches to this target: a health-check result computed
+    across one (the check started before it) is stale and is dropped.
+    """
+
+    __slots__ = ("breaker", "health_epoch", "healthy", "healthy_since", "name", "target",
+                 "weight")
 
     def __init__(self, target: T, breaker: Any, weight: float, name: str) -> None:
         self.target = target
@@ -108,6 +123,11 @@ class _Slot(Generic[T]):
         self.name = name
         self.healthy: bool | None = None  # None: not checked yet (treated as healthy)
         self.healthy_since: float | None = None
+        self.health_epoch = 0
+
+
+_BreakerView = dict[int, tuple[bool, Any]]
+"""id(slot) -> (its breaker would admit a call, its state), read outside the provider's lock."""
 
 
 class OrderedProvider(Generic[T]):
@@ -214,6 +234,12 @@ class OrderedProvider(Generic[T]):
         self._last_failback_check = self._clock.monotonic()
         self._lock = threading.RLock()
         self._listeners: tuple[Callable[[SwitchEvent], object], ...] = ()
+        # Switch events waiting for delivery, appended under _lock in switch order; the
+        # thread delivering them (if any) is _drainer. _events_lock guards both (never held
+        # while a listener runs).
+        self._events: deque[SwitchEvent] = deque()
+        self._events_lock = threading.Lock()
+        self._drainer: int | None = None
         self._slots: list[_Slot[T]] = [
             _Slot(
                 t,
@@ -387,9 +413,39 @@ class OrderedProvider(Generic[T]):
         with self._lock:
             self._listeners = tuple(x for x in self._listeners if x is not listener)
 
-    def _notify(self, event: SwitchEvent | None) -> None:
-        if event is None:
-            return
+    def _publish_locked(self, event: SwitchEvent) -> None:
+        """Queue ``event`` for the listeners (``_lock`` held: the queue keeps switch order)."""
+        with self._events_lock:
+            self._events.append(event)
+
+    def _deliver_events(self) -> None:
+        """Run the listeners for the queued events, in order, on this thread.
+
+        Called by every thread that switched, after releasing the provider's lock. If another
+        thread is delivering already, this returns at once and that thread delivers the new
+        events after the ones before them: so listeners see switches one at a time, in the
+        order they happened, and a listener may wait for a thread that switches without a
+        deadlock. A listener that switches (on the delivering thread) returns at once too;
+        its event is delivered after the current one has reached every listener.
+        """
+        with self._events_lock:
+            if self._drainer is not None or not self._events:
+                return
+            self._drainer = threading.get_ident()
+        try:
+            while True:
+                with self._events_lock:
+                    if not self._events:
+                        self._drainer = None
+                        return
+                    event = self._events.popleft()
+                self._run_listeners(event)
+        except BaseException:  # KeyboardInterrupt or the like: let the next switch go on
+            with self._events_lock:
+                self._drainer = None
+            raise
+
+    def _run_listeners(self, event: SwitchEvent) -> None:
         _log.warning(
             "%s: switched from target %d to %d (%s)",
             self.name,
@@ -420,7 +476,9 @@ class OrderedProvider(Generic[T]):
 
         Unless ``force``, a target whose health check fails is refused with ``ValueError``
         (with a health check configured it is probed on the spot). Switching to the active
-        index is a no-op. The target's breaker is closed.
+        index is a no-op. The target's breaker is closed; when it was marked unhealthy, its
+        health is reset to unknown (treated as healthy), so the switch sticks until a call
+        fails there or a health check run after it fails.
         """
         self._check_index_range(index)
         slot = self._slots[index - 1]
@@ -429,52 +487,116 @@ class OrderedProvider(Generic[T]):
             self._set_health(slot, ok)
             if not ok:
                 raise ValueError(f"target {index} ({slot.name}) is unhealthy; use force=True")
-        self._notify(self._manual_switch(slot, index))
+        if slot is self._active:
+            return
+        self._prepare_for_switch_to(slot)
+        self._close_breaker(slot)  # before it is active: no call meets the old OPEN state
+        self._manual_switch(slot, index)
+        self._deliver_events()
 
     def _manual_switch(self, slot: _Slot[T], index: int) -> SwitchEvent | None:
+        """Switch to ``slot`` (reason MANUAL); the breaker was closed by the caller."""
         with self._lock:
             if self._slots[index - 1] is not slot:
                 raise ValueError(f"target {index} changed while switching; try again")
             if slot is self._active:
                 return None
-            if slot.breaker.state is not State.CLOSED:
-                slot.breaker.transition_to_closed_state()
+            self._reset_health_locked(slot, index)
             return self._switch_locked(slot, SwitchReason.MANUAL)
 
+    def _reset_health_locked(self, slot: _Slot[T], index: int) -> None:
+        """A manual switch to ``slot``: forget an unhealthy mark and drop the results of
+        health checks already running (``_lock`` held)."""
+        slot.health_epoch += 1
+        if slot.healthy is False:
+            slot.healthy = None
+            slot.healthy_since = None
+        if self._monitor is not None:
+            self._monitor.forget(index)
+
+    def _prepare_for_switch_to(self, slot: _Slot[T]) -> None:
+        """``slot`` is about to become active by a manual switch or failback (no lock held).
+
+        A hook for subclasses that hold resources per target which may have gone stale while
+        it was not used (the Redis providers drop its idle connections). Default: nothing.
+        """
+
+    def _on_target_recovered(self, slot: _Slot[T]) -> None:
+        """A health check found ``slot`` healthy after it was marked unhealthy (no lock held,
+        before it is marked healthy, so before any call can be sent to it). Default: nothing.
+        """
+
+    @staticmethod
+    def _close_breaker(slot: _Slot[T]) -> None:
+        if slot.breaker.state is not State.CLOSED:
+            slot.breaker.transition_to_closed_state()
+
     def _switch_locked(self, slot: _Slot[T], reason: SwitchReason) -> SwitchEvent:
+        """Make ``slot`` active and queue the event (``_lock`` held; the caller delivers)."""
         previous = self._active
         self._active = slot
         self._unavailable_since = None
-        return SwitchEvent(self._index_of(previous), self._index_of(slot), reason)
+        event = SwitchEvent(self._index_of(previous), self._index_of(slot), reason)
+        self._publish_locked(event)
+        return event
 
     def _failover(self, from_slot: _Slot[T], reason: SwitchReason, tried: set[int]) -> _Slot[T]:
         """Switch away from ``from_slot`` to the best eligible target not yet ``tried``.
 
         Returns the slot to run on next. Raises the "unavailable" error when there is none.
+        Breaker states are read, and breakers moved, outside the lock (their listeners may
+        use the provider): a destination that needs a trial is moved to HALF_OPEN before it
+        becomes active, the target left has its breaker opened after the switch.
         """
-        event: SwitchEvent | None = None
-        with self._lock:
-            current = self._active
-            if current is not from_slot and id(current) not in tried and self._eligible(current):
-                return current  # another thread already failed over
-            candidates = [s for s in self._slots if id(s) not in tried and s is not from_slot]
-            chosen = self._best_eligible(candidates)
-            if chosen is None:
-                raise self._unavailable_locked()
-            if from_slot is current and from_slot.breaker.state in (State.CLOSED, State.HALF_OPEN):
-                # a target left by failover has its breaker opened, whatever the reason: it
-                # is a destination again only after its open wait (or by failback)
-                from_slot.breaker.transition_to_open_state()
+        prepared: set[int] = set()
+        while True:
+            view = self._breaker_view()
+            with self._lock:
+                current = self._active
+                if (
+                    current is not from_slot
+                    and id(current) not in tried
+                    and self._eligible(current, view)
+                ):
+                    return current  # another thread already failed over
+                candidates = [s for s in self._slots if id(s) not in tried and s is not from_slot]
+                chosen = self._best_eligible(candidates, view)
+                if chosen is None:
+                    raise self._unavailable_locked()
+                if id(chosen) in prepared or not self._needs_trial(chosen, view):
+                    leaving = from_slot is current and chosen is not current
+                    if chosen is not current:
+                        self._switch_locked(chosen, reason)
+                    break
+            # The destination's breaker would reject: give it a trial, then choose again
+            # (the world may have changed meanwhile).
             self._prepare_destination(chosen)
-            if chosen is not current:
-                event = self._switch_locked(chosen, reason)
-        self._notify(event)
+            prepared.add(id(chosen))
+        if leaving:
+            self._open_left(from_slot)
+        self._deliver_events()
         return chosen
+
+    def _open_left(self, slot: _Slot[T]) -> None:
+        """A target left by failover has its breaker opened, whatever the reason: it is a
+        destination again only after its open wait (or by failback)."""
+        if slot is self._active:
+            return  # switched back to meanwhile (e.g. manually): leave it usable
+        if slot.breaker.state in (State.CLOSED, State.HALF_OPEN):
+            slot.breaker.transition_to_open_state()
 
     def _prepare_destination(self, slot: _Slot[T]) -> None:
         """A destination whose breaker would reject must get a trial: move it to HALF_OPEN."""
-        if not _admits(slot.breaker) and slot.breaker.state is State.OPEN:
+        if slot.breaker.state is State.OPEN and not _admits(slot.breaker):
             slot.breaker.transition_to_half_open_state()
+
+    @staticmethod
+    def _needs_trial(slot: _Slot[T], view: _BreakerView) -> bool:
+        seen = view.get(id(slot))
+        if seen is None:
+            return False
+        admits, state = seen
+        return not admits and state is State.OPEN
 
     def _unavailable_locked(self) -> BaseException:
         now = self._clock.monotonic()
@@ -493,8 +615,19 @@ class OrderedProvider(Generic[T]):
 
     # ------------------------------------------------------------------------- eligibility
 
-    def _eligible(self, slot: _Slot[T]) -> bool:
-        return slot.healthy is not False and _admits(slot.breaker)
+    def _breaker_view(self) -> _BreakerView:
+        """Every breaker's admission and state, read now, without the provider's lock.
+
+        Reading a breaker applies the transitions time has made due and calls its listeners,
+        which must not run under the lock: choices made under it use this view instead.
+        """
+        return {id(s): (_admits(s.breaker), s.breaker.state) for s in list(self._slots)}
+
+    def _eligible(self, slot: _Slot[T], view: _BreakerView | None = None) -> bool:
+        if slot.healthy is False:
+            return False
+        seen = view.get(id(slot)) if view is not None else None
+        return seen[0] if seen is not None else _admits(slot.breaker)
 
     def _ranked(self, slots: Iterable[_Slot[T]]) -> list[_Slot[T]]:
         items = list(slots)
@@ -503,16 +636,20 @@ class OrderedProvider(Generic[T]):
             return sorted(items, key=lambda s: (-s.weight, order.get(id(s), 0)))
         return items  # config order
 
-    def _best_eligible(self, candidates: Iterable[_Slot[T]]) -> _Slot[T] | None:
+    def _best_eligible(
+        self, candidates: Iterable[_Slot[T]], view: _BreakerView | None = None
+    ) -> _Slot[T] | None:
         ranked = self._ranked(candidates)
         for slot in ranked:
-            if self._eligible(slot):
+            if self._eligible(slot, view):
                 return slot
         if self._health_check is not None:
             # Nothing eligible by the strict rule: a target whose health check passed is used
             # even though its breaker's open wait has not elapsed.
             for slot in ranked:
-                if slot.healthy is True and slot.breaker.state is not State.FORCED_OPEN:
+                seen = view.get(id(slot)) if view is not None else None
+                state = seen[1] if seen is not None else slot.breaker.state
+                if slot.healthy is True and state is not State.FORCED_OPEN:
                     return slot
         return None
 
@@ -534,11 +671,24 @@ class OrderedProvider(Generic[T]):
         if not 1 <= index <= len(slots):
             return True
         slot = slots[index - 1]
+        epoch = slot.health_epoch
         ok = self._run_check(slot)
-        self._set_health(slot, ok)
+        if ok and slot.healthy is False:
+            self._on_target_recovered(slot)
+        self._record_check(slot, ok, epoch)
         if index == len(slots):  # the end of a round
             self._maybe_failback()
         return ok
+
+    def _record_check(self, slot: _Slot[T], ok: bool, epoch: int) -> bool:
+        """Record a health-check result unless a manual switch to ``slot`` happened since the
+        check started (``epoch``): then the result is stale and dropped. Returns whether it
+        was recorded."""
+        with self._lock:
+            if slot.health_epoch != epoch:
+                return False
+            self._set_health(slot, ok)
+            return True
 
     def _set_health(self, slot: _Slot[T], ok: bool) -> None:
         if ok and slot.healthy is not True:
@@ -549,11 +699,14 @@ class OrderedProvider(Generic[T]):
         slot.healthy = ok
 
     def _on_health_change(self, index: int, healthy: bool) -> None:
+        """The monitor saw target ``index``'s health flip; the result is already recorded on
+        the slot (unless it was dropped as stale: then the flip is ignored)."""
         slots = self._slots
         if not 1 <= index <= len(slots):
             return
         slot = slots[index - 1]
-        self._set_health(slot, healthy)
+        if (slot.healthy is not False) != healthy:
+            return  # a stale result (a manual switch happened while it was computed)
         _log.info(
             "%s: target %d (%s) is %s",
             self.name,
@@ -584,23 +737,38 @@ class OrderedProvider(Generic[T]):
         if now - self._last_failback_check < interval:
             return
         self._last_failback_check = now
-        event: SwitchEvent | None = None
+        view = self._breaker_view()
         with self._lock:
             active = self._active
-            for slot in self._ranked(self._slots):
-                if slot is active:
-                    break
-                if (
-                    slot.healthy is True
-                    and slot.healthy_since is not None
-                    and now - slot.healthy_since >= self._grace
-                    and slot.breaker.state is not State.FORCED_OPEN
-                ):
-                    if slot.breaker.state is not State.CLOSED:
-                        slot.breaker.transition_to_closed_state()
-                    event = self._switch_locked(slot, SwitchReason.FAILBACK)
-                    break
-        self._notify(event)
+            target = self._failback_target_locked(active, now, view)
+        if target is None:
+            return
+        # Made usable before it is active (no lock held: the breaker's listeners may use the
+        # provider), then switched to if nothing changed meanwhile.
+        self._prepare_for_switch_to(target)
+        self._close_breaker(target)
+        with self._lock:
+            if self._active is active and target.healthy is True and self._index_of(target):
+                self._switch_locked(target, SwitchReason.FAILBACK)
+        self._deliver_events()
+
+    def _failback_target_locked(
+        self, active: _Slot[T], now: float, view: _BreakerView | None = None
+    ) -> _Slot[T] | None:
+        """The best-ranked target ahead of ``active`` healthy for the grace period, if any."""
+        for slot in self._ranked(self._slots):
+            if slot is active:
+                return None
+            seen = view.get(id(slot)) if view is not None else None
+            state = seen[1] if seen is not None else slot.breaker.state
+            if (
+                slot.healthy is True
+                and slot.healthy_since is not None
+                and now - slot.healthy_since >= self._grace
+                and state is not State.FORCED_OPEN
+            ):
+                return slot
+        return None
 
     # ------------------------------------------------------------------------- execution
 
@@ -852,25 +1020,32 @@ class OrderedProvider(Generic[T]):
         return index
 
     def remove_target(self, index: int) -> T:
-        """Remove target ``index``; the active one is switched away from first."""
-        event: SwitchEvent | None = None
+        """Remove target ``index``; the active one is switched away from first.
+
+        Listeners receive ``SwitchEvent(old, new, MANUAL)`` (old index in the old numbering,
+        new in the new one) when the active target is removed, even when the numbers are
+        equal (removing active target 1 makes target 2 the new target 1), and when the active
+        index shifts down because a target before it was removed.
+        """
+        view = self._breaker_view()
         with self._lock:
             self._check_index_range(index)
             if len(self._slots) == 1:
                 raise ValueError("cannot remove the last target")
             slot = self._slots[index - 1]
             previous_index = self._index_of(self._active)
-            if slot is self._active:
+            removing_active = slot is self._active
+            if removing_active:
                 others = [s for s in self._slots if s is not slot]
-                chosen = self._best_eligible(others) or self._ranked(others)[0]
-                self._active = chosen
+                self._active = self._best_eligible(others, view) or self._ranked(others)[0]
+                self._unavailable_since = None
             self._slots = [s for s in self._slots if s is not slot]
+            if self._monitor is not None:
+                self._monitor.remove(index)
             new_index = self._index_of(self._active)
-            if new_index != previous_index:
-                event = SwitchEvent(previous_index, new_index, SwitchReason.MANUAL)
-        if self._monitor is not None:
-            self._monitor.remove(index)
-        self._notify(event)
+            if removing_active or new_index != previous_index:
+                self._publish_locked(SwitchEvent(previous_index, new_index, SwitchReason.MANUAL))
+        self._deliver_events()
         return slot.target
 
     def set_weight(self, index: int, weight: float) -> None:

@@ -10,7 +10,7 @@ with a connection error, persistence of the active index across restarts, Redis-
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -19,6 +19,9 @@ from faulttol.health import run_probes
 
 from ._provider_base import TIMEOUT_PROBE_TIMEOUT, _DatabaseBase, _RedisProviderBase
 from .config import DatabaseConfig, MultiDbConfig
+
+if TYPE_CHECKING:
+    from faulttol.provider import _Slot
 
 __all__ = ["TIMEOUT_PROBE_TIMEOUT", "Database", "FailoverProvider"]
 
@@ -42,9 +45,24 @@ class Database(_DatabaseBase):
         to finish on theirs (closed with the provider)."""
         for c in self._clients()[1:]:
             c.close()
+        self.drop_idle_connections()
+
+    def drop_idle_connections(self) -> None:
+        """Disconnect the command pool's idle connections (they reconnect on their next use).
+
+        For a database that was away: a connection that died meanwhile must not carry a
+        command (redis-py's sync pool also checks a connection on checkout; this makes it
+        independent of that). Connections in use are left alone. A cluster client manages
+        its nodes' connections itself.
+        """
         pool = getattr(self.client, "connection_pool", None)
-        if pool is not None:
+        if pool is None:
+            return
+        try:
             pool.disconnect(inuse_connections=False)
+        except Exception:
+            _log.debug("dropping idle connections of %s failed", self.config.display_name,
+                       exc_info=True)
 
     def close(self) -> None:
         """Close every client of this database."""
@@ -87,6 +105,12 @@ class FailoverProvider(_RedisProviderBase[Database]):
     def _discard_databases(self, databases: list[Database]) -> None:
         for db in databases:
             db.close()
+
+    def _prepare_for_switch_to(self, slot: _Slot[Database]) -> None:
+        slot.target.drop_idle_connections()
+
+    def _on_target_recovered(self, slot: _Slot[Database]) -> None:
+        slot.target.drop_idle_connections()
 
     # ------------------------------------------------------------------------------ startup
 

@@ -18,12 +18,23 @@ event loop.
 Switch listeners may be plain functions or coroutine functions. Every listener runs, in
 registration order, for each switch before the call that made the switch returns (a command
 that failed over, ``set_active_index``, ``remove_database``, a health-check round); coroutine
-listeners are awaited. Listeners run one event at a time, in the order of the switches. A
-switch caused by a command run *inside* a listener is delivered after that listener returns.
+listeners are awaited. Listeners run one event at a time, in the order of the switches, in a
+delivery task of the provider's own that callers await (shielded): a caller cancelled while a
+listener runs does not cut delivery short, every listener still gets every event. A switch
+caused by a command run *inside* a listener is delivered after that listener returns.
 Listener exceptions are logged, never raised.
 
-``aclose()`` cancels the health-check task, waits for it, and closes every connection of every
-database (including removed ones).
+The sync-only entry points inherited from :class:`~faulttol.provider.OrderedProvider`
+(``execute``, ``execute_with``) raise ``TypeError``; ``start_on_first_healthy``,
+``set_active_index`` and ``run_health_checks`` are coroutines here.
+
+A database switched to by ``set_active_index``, or found healthy again by a health check after
+it was unhealthy, has its idle connections dropped first: a connection that died while the
+database was away is never used for a command (redis-py's asyncio pool does not check idle
+connections on checkout while maintenance notifications are on, its default).
+
+``aclose()`` cancels the health-check task and an unfinished listener delivery, waits for them,
+and closes every connection of every database (including removed ones).
 """
 
 from __future__ import annotations
@@ -32,9 +43,8 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
@@ -42,7 +52,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faulttol._clock import SystemClock
 from faulttol.health import run_probes_async
-from faulttol.provider import SwitchEvent
 
 from .._provider_base import PROVIDER_NAME, _DatabaseBase, _RedisProviderBase
 from ..config import DatabaseConfig, MultiDbConfig
@@ -93,9 +102,23 @@ class AsyncDatabase(_DatabaseBase):
         in-flight commands finish on theirs (closed by :meth:`aclose`)."""
         for c in self._clients()[1:]:
             await _aclose_quietly(c, self.config.display_name)
+        await self.drop_idle_connections()
+
+    async def drop_idle_connections(self) -> None:
+        """Disconnect the command pool's idle connections (they reconnect on their next use).
+
+        For a database that was away: a connection that died meanwhile must not carry a
+        command. Connections in use are left alone. A cluster client manages its nodes'
+        connections itself (it reconnects and reloads its topology on a connection error).
+        """
         pool = getattr(self.client, "connection_pool", None)
-        if pool is not None:
+        if pool is None:
+            return
+        try:
             await pool.disconnect(inuse_connections=False)
+        except Exception:
+            _log.debug("dropping idle connections of %s failed", self.config.display_name,
+                       exc_info=True)
 
     async def aclose(self) -> None:
         """Close every client (and connection) of this database."""
@@ -115,8 +138,9 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
 
     The same semantics as :class:`faulttol_redis.FailoverProvider`; see the module docstring
     for startup, listeners and closing. ``set_active_index``, ``remove_database``,
-    ``run_health_checks``, ``initialize`` and ``aclose`` are coroutines; ``add_database``,
-    ``set_weight``, ``add_health_check`` and ``status`` are plain methods.
+    ``run_health_checks``, ``start_on_first_healthy``, ``initialize`` and ``aclose`` are
+    coroutines; ``add_database``, ``set_weight``, ``add_health_check`` and ``status`` are plain
+    methods; the sync ``execute``/``execute_with`` raise ``TypeError``.
     ``start_health_checks=False`` leaves the periodic checks off (tests drive them with
     ``await run_health_checks()`` and a ``FakeClock``).
     """
@@ -129,8 +153,7 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
         self._initialized = False
         self._init_lock = asyncio.Lock()
         self._health_task: asyncio.Task[None] | None = None
-        self._pending: deque[SwitchEvent] = deque()
-        self._delivery_lock = asyncio.Lock()
+        self._delivery_task: asyncio.Task[None] | None = None
         self._aclosed = False
 
     def _new_database(self, config: DatabaseConfig) -> AsyncDatabase:
@@ -175,15 +198,48 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
         if slot is not None and await self._run_probe_async(slot, None):
             self._start_on_stored(slot)
             return
-        if self._has_probe():  # connect in order: the first healthy one
-            for slot in self._ranked(self._slots):
-                ok = await self._run_probe_async(slot, None)  # one probe, not a full round
-                self._set_health(slot, ok)
-                if ok:
-                    with self._lock:
-                        self._active = slot
-                    break
+        await self._connect_in_order()
         self._log_start()
+
+    async def _connect_in_order(self) -> None:
+        """Probe databases in strategy order; the first healthy one becomes active (no
+        listener call: nothing switched from the application's point of view)."""
+        if not self._has_probe():
+            return
+        for slot in self._ranked(self._slots):
+            ok = await self._run_probe_async(slot, None)  # one probe, not a full round
+            if ok and slot.healthy is False:
+                await slot.target.drop_idle_connections()
+            self._set_health(slot, ok)
+            if ok:
+                with self._lock:
+                    self._active = slot
+                break
+
+    async def start_on_first_healthy(self) -> int:  # type: ignore[override]
+        """Probe databases in strategy order and make the first healthy one active.
+
+        The coroutine twin of the sync provider's method (startup runs it by itself; this
+        re-runs it). Returns the active index. Switch listeners are not called.
+        """
+        await self.initialize()
+        await self._connect_in_order()
+        return self.active_index
+
+    # ----------------------------------------------------------------- sync-only entry points
+
+    def execute(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available here: use ``await provider.execute_async(fn, ...)``."""
+        raise TypeError(
+            "the asyncio FailoverProvider runs calls with 'await provider.execute_async(fn, ...)'"
+        )
+
+    def execute_with(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available here: use ``await provider.execute_with_async(fn, ...)``."""
+        raise TypeError(
+            "the asyncio FailoverProvider runs calls with "
+            "'await provider.execute_with_async(fn, args, kwargs, may_replay)'"
+        )
 
     # ------------------------------------------------------------------------ health checks
 
@@ -224,20 +280,28 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
     async def _health_round(self) -> None:
         if self._monitor is not None:
             slots = list(self._slots)
+            epochs = [s.health_epoch for s in slots]
             # Databases are checked concurrently. return_exceptions: when this task is
             # cancelled, gather returns only once every check has finished.
             results = await asyncio.gather(
                 *(self._check_database_async(s.target) for s in slots), return_exceptions=True
             )
             healthy = [r is True for r in results]
+            # A database back from unhealthy loses its idle connections (they may have died
+            # with it) before it is marked healthy, so before any command can choose it.
+            back = [s for s, ok in zip(slots, healthy, strict=True) if ok and s.healthy is False]
+            if back:
+                await asyncio.gather(*(s.target.drop_idle_connections() for s in back))
             # Record every result first, so that a failover triggered below chooses with
-            # this round's knowledge of all databases.
-            for slot, ok in zip(slots, healthy, strict=True):
-                if self._index_of(slot):
-                    self._set_health(slot, ok)
-            for slot, ok in zip(slots, healthy, strict=True):
+            # this round's knowledge of all databases. A result computed across a manual
+            # switch to its database is stale: dropped.
+            recorded = [
+                bool(self._index_of(slot)) and self._record_check(slot, ok, epoch)
+                for slot, ok, epoch in zip(slots, healthy, epochs, strict=True)
+            ]
+            for slot, ok, kept in zip(slots, healthy, recorded, strict=True):
                 index = self._index_of(slot)
-                if index:  # 0: removed meanwhile
+                if index and kept:  # 0: removed meanwhile
                     self._monitor.mark(index, ok)  # a flip may fail over
         self._maybe_failback()
         await self._deliver_pending()
@@ -262,38 +326,58 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
 
     # --------------------------------------------------------------------- switch listeners
 
-    def _notify(self, event: SwitchEvent | None) -> None:
-        """Queue the event; :meth:`_deliver_pending` runs the listeners."""
-        if event is None:
-            return
-        _log.warning(
-            "%s: switched from database %d to %d (%s)",
-            self.name, event.previous_index, event.index, event.reason.value,
-        )
-        self._pending.append(event)
+    def _deliver_events(self) -> None:
+        """Switches made by the sync state machine are delivered by :meth:`_deliver_pending`,
+        which every coroutine that can switch awaits."""
 
     async def _deliver_pending(self) -> None:
         """Run the listeners for every queued event, in order; return once the events
-        queued so far (including ones another task is delivering) are delivered."""
+        queued so far (including ones another task is delivering) are delivered.
+
+        Delivery runs in one task of the provider's, awaited through :func:`asyncio.shield`:
+        a caller cancelled meanwhile stops waiting, but the delivery goes on, so every
+        listener gets every event.
+        """
         if _DELIVERING.get():
             return  # called from a listener: the delivery loop above picks the event up
-        lock = self._delivery_lock
-        if not self._pending and not lock.locked():
-            return
-        async with lock:
-            token = _DELIVERING.set(True)
-            try:
-                while self._pending:
-                    event = self._pending.popleft()
-                    for listener in self._listeners:
-                        try:
-                            result = listener(event)
-                            if inspect.isawaitable(result):
-                                await result
-                        except Exception:
-                            _log.exception("%s: switch listener %r failed", self.name, listener)
-            finally:
-                _DELIVERING.reset(token)
+        task = self._delivery_task
+        if task is None or task.done():
+            if not self._events or self._aclosed:
+                return
+            task = asyncio.get_running_loop().create_task(
+                self._drain_events(), name=f"{PROVIDER_NAME}-switch-listeners"
+            )
+            self._delivery_task = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Task.cancelling() is Python 3.11+; before it, a cancelled delivery task is
+            # taken as aclose()'s doing.
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)
+            caller_cancelled = bool(cancelling()) if cancelling is not None else False
+            if task.cancelled() and not caller_cancelled:
+                return  # aclose() cancelled the delivery, not our caller
+            raise
+
+    async def _drain_events(self) -> None:
+        """The delivery task: run the listeners for queued events until none is left."""
+        _DELIVERING.set(True)  # this task's own context: a listener's switches come here
+        while True:
+            with self._events_lock:
+                if not self._events:
+                    return
+                event = self._events.popleft()
+            _log.warning(
+                "%s: switched from database %d to %d (%s)",
+                self.name, event.previous_index, event.index, event.reason.value,
+            )
+            for listener in self._listeners:
+                try:
+                    result = listener(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    _log.exception("%s: switch listener %r failed", self.name, listener)
 
     async def _recover_async(
         self,
@@ -307,7 +391,7 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
         try:
             return await super()._recover_async(fn, args, kwargs, may_replay, slot, exc)
         finally:
-            if self._pending or self._delivery_lock.locked():
+            if self._events or self._delivery_task is not None:
                 await self._deliver_pending()
 
     # -------------------------------------------------------------------------- switching
@@ -318,7 +402,10 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
         """Make database ``index`` (1-based) active: manual failover or failback.
 
         Unless ``force``, the database is probed now and refused with ``ValueError`` if
-        unhealthy. Switching to the active index is a no-op. The database's breaker closes.
+        unhealthy. Switching to the active index is a no-op. The database's breaker closes,
+        its idle connections are dropped (they may have died while it was not used), and an
+        unhealthy mark is reset: the switch sticks until a command fails there or a health
+        check run after it fails.
         """
         await self.initialize()
         self._check_index_range(index)
@@ -328,7 +415,10 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
             self._set_health(slot, ok)
             if not ok:
                 raise ValueError(f"database {index} ({slot.name}) is unhealthy; use force=True")
-        self._notify(self._manual_switch(slot, index))
+        if slot is not self._active:
+            await slot.target.drop_idle_connections()
+            self._close_breaker(slot)  # no await from here to the switch
+            self._manual_switch(slot, index)
         await self._deliver_pending()
 
     # ------------------------------------------------------------------------------ queries
@@ -344,8 +434,9 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
 
     async def remove_database(self, index: int) -> None:
         """Remove database ``index``; the active one is switched away from first (listeners
-        see ``SwitchEvent(old, new, MANUAL)`` when the active index changes). Its in-flight
-        commands finish; its idle connections close now, the rest with the provider."""
+        see ``SwitchEvent(old, new, MANUAL)`` when the active database or its index changes,
+        also with equal numbers). Its in-flight commands finish; its idle connections close
+        now, the rest with the provider."""
         db = self._remove_and_keep(index)
         try:
             await self._deliver_pending()
@@ -360,11 +451,15 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase]):
             return
         self._aclosed = True
         super().close()
-        task, self._health_task = self._health_task, None
-        if task is not None and not task.done():
+        tasks = [t for t in (self._health_task, self._delivery_task)
+                 if t is not None and not t.done()]
+        self._health_task = None
+        for task in tasks:
             task.cancel()
-            await asyncio.wait([task])
-        self._pending.clear()
+        if tasks:
+            await asyncio.wait(tasks)
+        with self._events_lock:
+            self._events.clear()
         for db in self._all_databases():
             await db.aclose()
 
