@@ -2,15 +2,22 @@
 
 Injecting time keeps the library testable without sleeping: production code uses
 :data:`SYSTEM_CLOCK`, tests use :class:`faulttol.testing.FakeClock`.
+
+A component created with ``clock=None`` asks :func:`resolve_clock` once, at construction: the
+context's default clock when :func:`faulttol.testing.use_clock` set one, else
+:data:`SYSTEM_CLOCK`. The default lives in a :class:`contextvars.ContextVar` so that a test's
+FakeClock reaches the components created in its block (and in the asyncio tasks started there)
+without leaking into other tasks or threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "resolve_clock"]
 
 
 @runtime_checkable
@@ -48,3 +55,23 @@ class SystemClock:
 
 SYSTEM_CLOCK: Clock = SystemClock()
 """The shared default clock."""
+
+
+_DEFAULT_CLOCK: contextvars.ContextVar[Clock | None] = contextvars.ContextVar(
+    "faulttol_default_clock", default=None
+)
+"""The clock a component created with ``clock=None`` gets in this context; ``None`` means
+:data:`SYSTEM_CLOCK`. Set only through :func:`faulttol.testing.use_clock`."""
+
+
+def resolve_clock(clock: Clock | None) -> Clock:
+    """The clock a component uses: ``clock`` when given, else the context's default clock
+    (see :func:`faulttol.testing.use_clock`), else :data:`SYSTEM_CLOCK`.
+
+    Components call it once, when they are created, never per call: the hot path reads no
+    context variable, and a component keeps its clock for its whole life.
+    """
+    if clock is not None:
+        return clock
+    default = _DEFAULT_CLOCK.get()
+    return SYSTEM_CLOCK if default is None else default

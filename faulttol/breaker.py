@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._clock import Clock, SystemClock, resolve_clock
 from ._errors import ConfigTypeError
 from .events import (
     CircuitBreakerEvent,
@@ -428,7 +428,7 @@ class CircuitBreaker:
     ) -> None:
         self.name = name
         self.config = config if config is not None else CircuitBreakerConfig()
-        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self.clock: Clock = resolve_clock(clock)
         self.events: CircuitBreakerEvents = _BreakerEvents(self._listeners_changed)
         self._metrics = CircuitBreakerMetrics(self)
         self._monotonic = self.clock.monotonic

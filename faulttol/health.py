@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._clock import Clock, SystemClock, resolve_clock
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
@@ -116,19 +116,21 @@ def run_probes(
     probes: int = DEFAULT_HEALTH_CHECK_PROBES,
     policy: HealthCheckPolicy = DEFAULT_HEALTH_CHECK_POLICY,
     delay: float = DEFAULT_HEALTH_CHECK_PROBE_DELAY,
-    clock: Clock = SYSTEM_CLOCK,
+    clock: Clock | None = None,
 ) -> bool:
     """Run one check round: call ``probe`` up to ``probes`` times and decide by ``policy``.
 
     A probe passes when it returns a true value; one that raises counts as failed (the
     exception is logged at debug level). ``delay`` seconds pass between two probes (via
-    ``clock.sleep``), never before the first or after the deciding one.
+    ``clock.sleep``; ``None``: the default clock, read when called), never before the first
+    or after the deciding one.
     """
     _validate(probes, delay)
+    waits_on = resolve_clock(clock)
     tally = _Tally(policy, probes)
     for attempt in range(probes):
         if attempt and delay:
-            clock.sleep(delay)
+            waits_on.sleep(delay)
         try:
             passed = bool(probe())
         except Exception as exc:
@@ -146,17 +148,18 @@ async def run_probes_async(
     probes: int = DEFAULT_HEALTH_CHECK_PROBES,
     policy: HealthCheckPolicy = DEFAULT_HEALTH_CHECK_POLICY,
     delay: float = DEFAULT_HEALTH_CHECK_PROBE_DELAY,
-    clock: Clock = SYSTEM_CLOCK,
+    clock: Clock | None = None,
 ) -> bool:
     """The asyncio twin of :func:`run_probes`: awaits ``probe()`` and ``clock.sleep_async``.
 
     Cancellation is not a failed probe: it propagates.
     """
     _validate(probes, delay)
+    waits_on = resolve_clock(clock)
     tally = _Tally(policy, probes)
     for attempt in range(probes):
         if attempt and delay:
-            await clock.sleep_async(delay)
+            await waits_on.sleep_async(delay)
         try:
             passed = bool(await probe())
         except Exception as exc:
@@ -197,7 +200,7 @@ class HealthMonitor:
         *,
         interval: float = DEFAULT_HEALTH_CHECK_INTERVAL,
         on_change: Callable[[int, bool], None] | None = None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         name: str = "faulttol-health",
     ) -> None:
         if not interval > 0:
@@ -206,7 +209,7 @@ class HealthMonitor:
         self._check = check
         self._interval = float(interval)
         self._on_change = on_change
-        self._clock = clock
+        self._clock = resolve_clock(clock)
         self._name = name
         self._lock = threading.Lock()
         self._results: dict[int, bool] = {}

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock, resolve_clock
 from .breaker import CallNotPermittedError, CircuitBreaker, CircuitBreakerConfig, State
 from .health import HealthMonitor
 from .retry import Retry, RetryConfig
@@ -211,7 +211,7 @@ class OrderedProvider(Generic[T]):
             for w in weights:
                 _check_weight(w)
         self.name = name
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = resolve_clock(clock)
         self._breaker_config = (
             circuit_breaker if isinstance(circuit_breaker, CircuitBreakerConfig) else None
         )

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock, resolve_clock
 from .breaker import CircuitBreaker, CircuitBreakerConfig
 from .retry import Retry, RetryConfig
 
@@ -64,7 +64,7 @@ class _Registry(Generic[C, I]):
             default_config = default_factory()
         self._check_config("default_config", default_config)
         self._default: C = default_config
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = resolve_clock(clock)
         self._factory: Callable[[str, C, Clock], I] = factory
         self._lock = threading.RLock()
         self._configs: dict[str, C] = {}

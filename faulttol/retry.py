@@ -36,7 +36,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock, resolve_clock
 from ._errors import ConfigTypeError
 from .events import (
     RetryEvents,
@@ -289,7 +289,7 @@ class Retry:
             raise ConfigTypeError(f"config must be a RetryConfig or None, got {_kind(config)}")
         self._name = name
         self._config = config
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = resolve_clock(clock)
         self._events = RetryEvents()
         self._wait = _BackoffWait(config)
         self._stop = stop_after_attempt(config.max_attempts)

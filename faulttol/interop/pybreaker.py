@@ -36,7 +36,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import pybreaker
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock, resolve_clock
 from ..breaker import CallNotPermittedError, CircuitBreaker, State
 from ..events import (
     CircuitBreakerOnErrorEvent,
@@ -88,7 +88,7 @@ class PyBreakerAdapter:
         if not isinstance(breaker, pybreaker.CircuitBreaker):
             raise TypeError(f"breaker must be a pybreaker.CircuitBreaker, got {breaker!r}")
         self._breaker = breaker
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = resolve_clock(clock)
         name = breaker.name
         self._name: str = DEFAULT_ADAPTER_NAME if name is None else str(name)
         # The half-open state object whose single trial call is in flight, if any.
