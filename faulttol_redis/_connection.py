@@ -12,7 +12,8 @@ classes mark every error raised while connecting or checking health with
 
 One exception: redis-py reconnects a connection that a maintenance notification marked for
 reconnection right after a command ran, and raises that reconnect's failure in place of the
-command's outcome. That failure is marked ``never_sent = False`` (ambiguous) instead.
+command's outcome. So the first connect after such a mark, whatever triggers it, marks its
+failure ``never_sent = False`` (ambiguous) instead.
 
 :func:`use_failover_connections` installs these classes in a client's pool when the pool uses
 redis-py's stock TCP, TLS or Unix socket connection, and leaves any other class alone.
@@ -75,6 +76,8 @@ class _SyncMarking(sync_connection.AbstractConnection):
         self._ft_reconnect_after_use = False
 
     def check_health(self) -> None:
+        if not self.health_check_interval:
+            return  # redis-py's check would do nothing: spare every command the wrapper
         try:
             super().check_health()  # type: ignore[no-untyped-call]
         except BaseException as exc:
@@ -128,6 +131,8 @@ class _AsyncMarking(async_connection.AbstractConnection):
         self._ft_reconnect_after_use = False
 
     async def check_health(self) -> None:
+        if not self.health_check_interval:
+            return
         try:
             await super().check_health()  # type: ignore[no-untyped-call]
         except BaseException as exc:

@@ -249,6 +249,49 @@ async def test_async_incr_whose_handshake_timed_out_runs_on_the_next_database_on
         await client.aclose()
 
 
+def _health_check_due(client: Any) -> None:
+    """Make database 1's pooled connections due for redis-py's pre-write PING health check
+    (as after ``health_check_interval`` seconds idle, without waiting for it)."""
+    for connection in client.provider.client(1).connection_pool._available_connections:
+        connection.next_health_check = -1.0
+
+
+def test_incr_whose_pre_write_health_check_timed_out_runs_on_the_next_database_once(
+    redis_servers: Servers,
+) -> None:
+    servers = redis_servers(2)
+    client = _sync_client(servers, health_check_interval=30)
+    try:
+        assert client.incr("warm") == 1  # a connected connection is back in the pool
+        _health_check_due(client)
+        servers[0].pause()  # the PING before the INCR times out; the INCR is never written
+        assert client.incr("k") == 1
+        assert client.provider.active_index == 2
+        assert _counter(servers[1]) == 1
+        servers[0].resume()
+        assert _counter(servers[0]) is None
+    finally:
+        client.close()
+
+
+async def test_async_incr_whose_pre_write_health_check_timed_out_runs_on_the_next_database_once(
+    redis_servers: Servers,
+) -> None:
+    servers = redis_servers(2)
+    client = _async_client(servers, health_check_interval=30)
+    try:
+        assert await client.incr("warm") == 1
+        _health_check_due(client)
+        servers[0].pause()
+        assert await client.incr("k") == 1
+        assert client.provider.active_index == 2
+        assert _counter(servers[1]) == 1
+        servers[0].resume()
+        assert _counter(servers[0]) is None
+    finally:
+        await client.aclose()
+
+
 def test_incr_whose_tcp_connect_timed_out_runs_on_the_next_database_once(
     redis_servers: Servers,
 ) -> None:
@@ -333,6 +376,53 @@ def test_a_single_connection_client_marks_its_failures_too(redis_server: RedisSe
         assert caught.value.never_sent is True  # type: ignore[attr-defined]
     finally:
         client.close()
+
+
+def test_a_reconnect_asked_for_after_a_command_is_not_marked_never_sent(
+    redis_server: RedisServer,
+) -> None:
+    # redis-py reconnects a connection that a maintenance notification marked, right after
+    # the command it ran, and raises that reconnect's failure in place of the command's
+    # outcome: such a failure must stay ambiguous.
+    connection = FailoverConnection(host="127.0.0.1", port=redis_server.port,
+                                    socket_timeout=0.3, socket_connect_timeout=0.3,
+                                    client_name="app")
+    try:
+        connection.connect()
+        connection.mark_for_reconnect()
+        connection.disconnect()
+        redis_server.pause()
+        with pytest.raises(redis.exceptions.TimeoutError) as caught:
+            connection.connect()
+        assert caught.value.never_sent is False  # type: ignore[attr-defined]
+        with pytest.raises(redis.exceptions.TimeoutError) as again:
+            connection.connect()  # an ordinary reconnect: never sent
+        assert again.value.never_sent is True  # type: ignore[attr-defined]
+    finally:
+        redis_server.resume()
+        connection.disconnect()
+
+
+async def test_async_a_reconnect_asked_for_after_a_command_is_not_marked_never_sent(
+    redis_server: RedisServer,
+) -> None:
+    connection = AsyncFailoverConnection(host="127.0.0.1", port=redis_server.port,
+                                         socket_timeout=0.3, socket_connect_timeout=0.3,
+                                         client_name="app")
+    try:
+        await connection.connect()
+        connection.mark_for_reconnect()
+        await connection.disconnect()
+        redis_server.pause()
+        with pytest.raises(redis.exceptions.TimeoutError) as caught:
+            await connection.connect()
+        assert caught.value.never_sent is False  # type: ignore[attr-defined]
+        with pytest.raises(redis.exceptions.TimeoutError) as again:
+            await connection.connect()
+        assert again.value.never_sent is True  # type: ignore[attr-defined]
+    finally:
+        redis_server.resume()
+        await connection.disconnect()
 
 
 @pytest.fixture(scope="module")
