@@ -255,6 +255,9 @@ OPTION_RULES: Mapping[str, frozenset[str]] = {
 """redis-py keyword options (passed to ``execute_command``) that make a command never
 replayed when true: ``set(..., get=True)``."""
 
+_LONGEST_TOKEN = max(len(token) for _, tokens in ARGUMENT_RULES.values() for token in tokens)
+"""Longer arguments (values) are not compared with the tokens at all."""
+
 _CLASSES: dict[str, Replay] = {
     **dict.fromkeys(NEVER_REPLAYED, Replay.NEVER),
     **dict.fromkeys(REPLAY_SAFE_WRITES, Replay.SAFE_WRITE),
@@ -311,7 +314,8 @@ def classify(args: tuple[Any, ...], options: Mapping[str, Any]) -> Replay:
     if rule is not None:
         start, tokens = rule
         for arg in args[taken + start:]:
-            if isinstance(arg, (str, bytes, bytearray, memoryview)) and _name(arg) in tokens:
+            if (isinstance(arg, (str, bytes, bytearray, memoryview))
+                    and len(arg) <= _LONGEST_TOKEN and _name(arg) in tokens):
                 return Replay.NEVER
     flags = OPTION_RULES.get(key)
     if flags is not None and any(options.get(flag) for flag in flags):
