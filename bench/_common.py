@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Protocol
 
 import redis
@@ -29,7 +28,7 @@ from redis.multidb.config import MultiDbConfig as RedisPyMultiDbConfig
 
 import faulttol_redis.asyncio
 from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
-from faulttol_redis._server import RedisServer, find_redis_server, server_version
+from faulttol_redis.testing import RedisServer, find_redis_server, server_version
 
 __all__ = [
     "SOCKET_TIMEOUT",
@@ -73,7 +72,7 @@ def servers(count: int) -> Iterator[list[RedisServer]]:
 
 
 class Cluster(Protocol):
-    """What the benchmarks use of ``tests/cluster_helpers.py``'s ``LocalCluster``."""
+    """What the benchmarks use of ``faulttol_redis.testing.LocalCluster``."""
 
     nodes: list[RedisServer]
 
@@ -90,16 +89,13 @@ class Cluster(Protocol):
     def stop(self) -> None: ...
 
 
-_TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
-
-
 def _local_cluster_class() -> Any:
-    """``LocalCluster`` from the test suite's ``cluster_helpers`` (reused, not copied: it
-    starts ``--cluster-enabled`` servers on free ports and joins them with the
-    ``redis-cli --cluster create`` beside the chosen ``redis-server``)."""
-    if str(_TESTS_DIR) not in sys.path:
-        sys.path.append(str(_TESTS_DIR))
-    return importlib.import_module("cluster_helpers").LocalCluster
+    """``faulttol_redis.testing.LocalCluster``: it starts ``--cluster-enabled`` servers on free
+    ports and joins them with the ``redis-cli --cluster create`` beside the chosen
+    ``redis-server``."""
+    from faulttol_redis.testing import LocalCluster
+
+    return LocalCluster
 
 
 @contextlib.contextmanager

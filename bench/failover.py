@@ -89,7 +89,7 @@ from _common import (
 )
 
 from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
-from faulttol_redis._server import RedisServer
+from faulttol_redis.testing import RedisServer
 
 KEY = "bench:failover:seq"
 CLIENTS = ("faulttol", "redis-py")

@@ -26,8 +26,8 @@ import time
 import redis
 
 from faulttol_redis import DatabaseConfig, MultiDbConfig, SwitchEvent
-from faulttol_redis._server import RedisServer
 from faulttol_redis.asyncio import FailoverRedis
+from faulttol_redis.testing import RedisServer
 
 TASKS = 10
 

@@ -22,7 +22,7 @@ import time
 import redis
 
 from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig, SwitchEvent
-from faulttol_redis._server import RedisServer
+from faulttol_redis.testing import RedisServer
 
 
 def wait_until(predicate: object, timeout: float = 5.0) -> bool:

@@ -1,30 +1,25 @@
-"""Shared fixtures: real ``redis-server`` processes on loopback.
+"""The suite's real ``redis-server`` fixtures come from faulttol_redis's own pytest plugin.
 
-``redis_server`` is one fresh server per test; ``redis_servers(n)`` starts ``n`` more (call it
-as often as needed). Every server a test started is stopped at teardown, whatever the test's
-outcome, including paused (SIGSTOPped) ones.
+``redis_server`` (one fresh server per test), ``redis_servers(n)`` (a factory) and
+``redis_cluster`` are defined in :mod:`faulttol_redis.testing.pytest_plugin`, which the
+package registers as the ``pytest11`` entry point ``faulttol_redis``: the suite uses them the
+way a user's project does. Every server a test started is stopped at teardown, whatever the
+test's outcome, including paused (SIGSTOPped) ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
-from redis_helpers import server_factory
 
-from faulttol_redis._server import RedisServer
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """One running ``redis-server`` on 127.0.0.1 and a free port."""
-    with server_factory() as start:
-        (server,) = start(1)
-        yield server
+PLUGIN = "faulttol_redis"
 
 
-@pytest.fixture
-def redis_servers() -> Iterator[Callable[[int], list[RedisServer]]]:
-    """A factory: ``redis_servers(n)`` starts ``n`` servers and returns them in order."""
-    with server_factory() as start:
-        yield start
+def pytest_configure(config: pytest.Config) -> None:
+    """Fail fast, and say why, when the plugin is not registered (an install that predates
+    the entry point) or was disabled with ``-p no:faulttol_redis``."""
+    if not config.pluginmanager.has_plugin(PLUGIN):
+        raise pytest.UsageError(
+            f"the {PLUGIN} pytest plugin (faulttol_redis.testing.pytest_plugin) is not loaded: "
+            "reinstall the package (pip install -e '.[dev]') so that its pytest11 entry point "
+            "is registered, and do not run with -p no:faulttol_redis"
+        )

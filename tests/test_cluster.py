@@ -18,7 +18,6 @@ import pytest
 import redis
 import redis.asyncio.cluster
 import redis.cluster
-from cluster_helpers import LocalCluster, cluster_factory
 from redis_helpers import requires_redis_7
 
 from faulttol import State
@@ -31,7 +30,7 @@ from faulttol_redis import (
     SwitchEvent,
     SwitchReason,
 )
-from faulttol_redis._server import RedisServer, free_port
+from faulttol_redis.testing import LocalCluster, RedisServer, cluster_factory, free_port
 
 pytestmark = requires_redis_7
 

@@ -18,7 +18,6 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from cluster_helpers import LocalCluster, cluster_factory
 from redis_helpers import requires_redis_7
 
 from faulttol import RetryConfig, State
@@ -32,8 +31,8 @@ from faulttol_redis import (
     SwitchReason,
 )
 from faulttol_redis._cluster import pubsub_node_pool
-from faulttol_redis._server import RedisServer, free_port
 from faulttol_redis.asyncio import FailoverRedis
+from faulttol_redis.testing import LocalCluster, RedisServer, cluster_factory, free_port
 
 pytestmark = requires_redis_7
 

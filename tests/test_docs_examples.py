@@ -206,7 +206,7 @@ def _run_block(block: Block, code: str) -> None:
 
 
 def _redis_server_available() -> bool:
-    from faulttol_redis._server import find_redis_server
+    from faulttol_redis.testing import find_redis_server
 
     try:
         find_redis_server()
@@ -245,7 +245,7 @@ def test_block_runs(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
 def test_block_runs_against_redis(block: Block) -> None:
     if not _redis_server_available():
         pytest.skip("no redis-server binary")
-    from faulttol_redis._server import RedisServer
+    from faulttol_redis.testing import RedisServer
 
     with RedisServer() as first, RedisServer() as second:
         code = block.code.replace("6379", str(first.port)).replace("6380", str(second.port))

@@ -286,11 +286,11 @@ def _run_block(block: Block, code: str) -> None:
 def _have(binary: str) -> bool:
     try:
         if binary == "redis-server":
-            from faulttol_redis._server import find_redis_server
+            from faulttol_redis.testing import find_redis_server
 
             find_redis_server()
         else:
-            from cluster_helpers import find_redis_cli
+            from faulttol_redis.testing import find_redis_cli
 
             find_redis_cli()
     except RuntimeError:
@@ -317,7 +317,7 @@ def shared_cluster() -> Iterator[Callable[[], Any]]:
     fresh one when a node of the previous one is down."""
     if not (_have("redis-server") and _have("redis-cli")):
         pytest.skip("needs redis-server and redis-cli")
-    from cluster_helpers import cluster_factory
+    from faulttol_redis.testing import cluster_factory
 
     with cluster_factory() as start:
         current: list[Any] = []
@@ -345,7 +345,7 @@ def test_block_runs(block: Block) -> None:
 def test_block_runs_against_redis(block: Block, fast_probes: None) -> None:
     if not _have("redis-server"):
         pytest.skip("no redis-server binary")
-    from faulttol_redis._server import RedisServer
+    from faulttol_redis.testing import RedisServer
 
     with RedisServer() as first, RedisServer() as second:
         code = block.code.replace("6379", str(first.port)).replace("6380", str(second.port))
@@ -357,7 +357,7 @@ def test_block_runs_against_redis(block: Block, fast_probes: None) -> None:
 def test_block_runs_against_a_cluster(
     block: Block, shared_cluster: Callable[[], Any], fast_probes: None
 ) -> None:
-    from faulttol_redis._server import RedisServer
+    from faulttol_redis.testing import RedisServer
 
     cluster = shared_cluster()
     with RedisServer() as first, RedisServer() as second:

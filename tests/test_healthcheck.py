@@ -26,9 +26,9 @@ import redis.cluster
 
 from faulttol.health import HealthCheckPolicy, run_probes
 from faulttol.testing import FakeClock
-from faulttol_redis._server import RedisServer
 from faulttol_redis.config import DatabaseConfig
 from faulttol_redis.healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
+from faulttol_redis.testing import RedisServer
 
 # --- PING against real servers ---------------------------------------------------------
 
@@ -347,7 +347,7 @@ def test_lag_aware_timeout(serve_api: Callable[..., FakeRestApi]) -> None:
 
 
 def test_lag_aware_unreachable_api() -> None:
-    from faulttol_redis._server import free_port
+    from faulttol_redis.testing import free_port
 
     database = DatabaseConfig("h", health_check_url=f"http://127.0.0.1:{free_port()}")
     check = LagAwareHealthCheck(timeout=0.5, allow_insecure_http=True)

@@ -24,8 +24,8 @@ from faulttol_redis import (
     SwitchReason,
     TemporaryUnavailableError,
 )
-from faulttol_redis._server import RedisServer
 from faulttol_redis.asyncio import FailoverProvider, FailoverRedis
+from faulttol_redis.testing import RedisServer
 
 Servers = Callable[[int], list[RedisServer]]
 

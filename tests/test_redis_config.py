@@ -15,7 +15,6 @@ from redis.backoff import NoBackoff
 
 from faulttol import CallNotPermittedError, CircuitBreakerConfig, RetryConfig, SlidingWindowType
 from faulttol.health import HealthCheckPolicy
-from faulttol_redis._server import RedisServer
 from faulttol_redis.config import (
     DEFAULT_AUTO_FAILBACK_GRACE_PERIOD,
     DEFAULT_FAILOVER_ATTEMPTS,
@@ -28,6 +27,7 @@ from faulttol_redis.config import (
 )
 from faulttol_redis.errors import NoValidDatabaseError, TemporaryUnavailableError
 from faulttol_redis.healthcheck import LagAwareHealthCheck, PingHealthCheck
+from faulttol_redis.testing import RedisServer
 
 SECRETS = ("hunter2", "s3cr3t-token", "topsecret", "k3y")
 

@@ -31,7 +31,7 @@ from faulttol_redis._connection import (
     FailoverSSLConnection,
     FailoverUnixDomainSocketConnection,
 )
-from faulttol_redis._server import RedisServer, free_port
+from faulttol_redis.testing import RedisServer, free_port
 
 Servers = Callable[[int], list[RedisServer]]
 

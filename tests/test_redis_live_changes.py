@@ -17,7 +17,7 @@ from faulttol_redis import (
     SwitchEvent,
     SwitchReason,
 )
-from faulttol_redis._server import RedisServer
+from faulttol_redis.testing import RedisServer
 
 Servers = Callable[[int], list[RedisServer]]
 TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}

@@ -40,8 +40,8 @@ from faulttol_redis._replay import (
     pipeline_may_replay,
     table_class,
 )
-from faulttol_redis._server import RedisServer
 from faulttol_redis.errors import ClusterConnectionError
+from faulttol_redis.testing import RedisServer
 
 # --- a recording stub -------------------------------------------------------------------------
 

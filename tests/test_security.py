@@ -30,9 +30,9 @@ from typing import Any, cast
 import pytest
 
 from faulttol import CircuitBreakerConfig, RetryConfig
-from faulttol_redis._server import free_port
 from faulttol_redis.config import DatabaseConfig, MultiDbConfig
 from faulttol_redis.healthcheck import LagAwareHealthCheck
+from faulttol_redis.testing import free_port
 
 NO_CLIENT = cast(Any, None)  # the lag-aware check does not use the Redis client
 PASSWORD = "Hunter2Secret"

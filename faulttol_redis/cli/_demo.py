@@ -39,9 +39,9 @@ from typing import TextIO
 
 from faulttol import SYSTEM_CLOCK, Clock, SwitchEvent, SwitchReason
 
-from .._server import RedisServer, find_redis_server, server_version
 from ..client import FailoverRedis
 from ..config import DatabaseConfig, MultiDbConfig
+from ..testing import RedisServer, find_redis_server, server_version
 from ._report import LiveReporter, PlainReporter, QuietReporter, Reporter
 from ._summary import (
     PHASE_FAILED_BACK,

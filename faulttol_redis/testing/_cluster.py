@@ -6,6 +6,9 @@ free client port and a free cluster-bus port), joins them with
 ``redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`` and returns once every
 node reports ``cluster_state:ok``. :func:`cluster_factory` is a context manager yielding
 ``start(primaries=3) -> LocalCluster`` that stops every node it started, whatever happens.
+
+Needs redis-server 7.0 or newer (an explicit ``--cluster-port``) and a ``redis-cli``.
+Public through :mod:`faulttol_redis.testing`.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from faulttol_redis._server import RedisServer, find_redis_server, free_port
+from ._server import RedisServer, find_redis_server, free_port, server_version
 
 __all__ = [
     "DEFAULT_NODE_TIMEOUT_MS",
     "DEFAULT_PRIMARIES",
+    "MIN_CLUSTER_SERVER_VERSION",
     "LocalCluster",
     "cluster_factory",
     "find_redis_cli",
@@ -38,6 +42,9 @@ DEFAULT_NODE_TIMEOUT_MS = 1000
 
 DEFAULT_READY_TIMEOUT = 20.0
 """Seconds to wait for ``cluster_state:ok`` on every node."""
+
+MIN_CLUSTER_SERVER_VERSION = (7, 0, 0)
+"""The oldest ``redis-server`` a :class:`LocalCluster` runs on (``--cluster-port`` is 7.0's)."""
 
 HASH_SLOTS = 16384
 _START_ATTEMPTS = 3
@@ -108,6 +115,14 @@ class LocalCluster:
             raise ValueError(f"primaries must be >= 3 (redis-cli's minimum), got {primaries}")
         if node_timeout_ms < 100:
             raise ValueError(f"node_timeout_ms must be >= 100, got {node_timeout_ms}")
+        binary = find_redis_server()
+        version = server_version(binary)
+        if version < MIN_CLUSTER_SERVER_VERSION:
+            raise RuntimeError(
+                f"LocalCluster needs redis-server >= 7.0, {binary} is "
+                f"{'.'.join(map(str, version))}: install Redis 7 (e.g. apt-get install "
+                "redis-server)"
+            )
         self.nodes: list[RedisServer] = []
         self._slot_owner: list[int] = []
         try:

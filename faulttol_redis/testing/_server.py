@@ -1,10 +1,12 @@
-"""Throwaway ``redis-server`` processes on loopback, for tests, benchmarks and the demo.
+"""Throwaway ``redis-server`` processes on loopback, for tests (yours and ours), benchmarks and
+the demo. Public through :mod:`faulttol_redis.testing`.
 
 :class:`RedisServer` starts a real server on 127.0.0.1 (or another loopback address) and a
 free port, without persistence, in its own temporary directory, and lets the caller inject
 real faults: :meth:`~RedisServer.kill` (SIGKILL: connections are refused),
 :meth:`~RedisServer.pause` (SIGSTOP: connections hang until they time out),
 :meth:`~RedisServer.resume` and :meth:`~RedisServer.restart` (same port, empty data set).
+:func:`server_factory` starts any number of them and stops them all at the end.
 
 It only ever binds loopback addresses. Nothing a :class:`RedisServer` starts outlives it:
 
@@ -37,13 +39,20 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 
-__all__ = ["RedisServer", "find_redis_server", "free_port", "server_version"]
+__all__ = [
+    "RedisServer",
+    "ServerFactory",
+    "find_redis_server",
+    "free_port",
+    "server_factory",
+    "server_version",
+]
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
 """Seconds to wait for a fresh server to answer PING."""
@@ -465,3 +474,42 @@ class RedisServer:
             state = "stopped"
         version = ".".join(map(str, self.version))
         return f"RedisServer({self.host}:{self.port}, {state}, pid={self.pid}, v{version})"
+
+
+ServerFactory: TypeAlias = Callable[[int], list[RedisServer]]
+"""``start(n) -> list[RedisServer]``: what :func:`server_factory` yields and the
+``redis_servers`` fixture is (for annotations: ``def test_x(redis_servers: ServerFactory)``)."""
+
+
+@contextlib.contextmanager
+def server_factory(**server_kwargs: Any) -> Iterator[ServerFactory]:
+    """Yield ``start(n) -> list[RedisServer]``; on exit stop every server it started.
+
+    ``server_kwargs`` go to every :class:`RedisServer` (``binary``, ``extra_args``...).
+    Servers are stopped even when the body raised, paused (SIGSTOPped) and killed ones too;
+    if a stop fails, the others are still stopped and the first error is raised afterwards.
+    ``start(n)`` raises :class:`ValueError` for ``n < 1``.
+    """
+    started: list[RedisServer] = []
+
+    def start(n: int) -> list[RedisServer]:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        servers: list[RedisServer] = []
+        for _ in range(n):
+            server = RedisServer(**server_kwargs)
+            started.append(server)
+            servers.append(server)
+        return servers
+
+    try:
+        yield start
+    finally:
+        errors: list[Exception] = []
+        for server in started:
+            try:
+                server.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
