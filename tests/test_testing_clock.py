@@ -31,6 +31,9 @@ from faulttol import (
 from faulttol.health import HealthMonitor, run_probes, run_probes_async
 from faulttol.interop.pybreaker import PyBreakerAdapter
 from faulttol.testing import FakeClock, use_clock
+from faulttol_redis import DatabaseConfig, FailoverProvider, MultiDbConfig
+from faulttol_redis.asyncio import FailoverProvider as AsyncFailoverProvider
+from faulttol_redis.testing import RedisServer
 
 TRIP_ON_ONE_FAILURE = CircuitBreakerConfig(
     sliding_window_size=1,
@@ -217,3 +220,19 @@ def test_a_use_clock_block_cannot_be_entered_twice_at_once() -> None:
     with scope, pytest.raises(RuntimeError, match="already"), scope:
         pass
     assert CircuitBreaker("after").clock is SYSTEM_CLOCK
+
+
+def test_redis_failover_providers_created_inside_use_clock_use_it(
+    redis_server: RedisServer,
+) -> None:
+    config = MultiDbConfig([DatabaseConfig(redis_server.host, redis_server.port)])
+    with use_clock(FakeClock()) as clock:
+        provider = FailoverProvider(config, start_health_checks=False)
+        async_provider = AsyncFailoverProvider(config, start_health_checks=False)
+    try:
+        assert provider.clock is clock
+        assert provider.breaker(1).clock is clock
+        assert async_provider.clock is clock
+    finally:
+        provider.close()
+        asyncio.run(async_provider.aclose())
