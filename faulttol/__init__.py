@@ -5,6 +5,7 @@ fallbacks, a composition builder, and an ordered provider that fails over betwee
 """
 
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._errors import ConfigTypeError
 from .breaker import (
     CallNotPermittedError,
     CircuitBreaker,
@@ -29,6 +30,7 @@ __all__ = [
     "CircuitBreakerMetrics",
     "CircuitBreakerRegistry",
     "Clock",
+    "ConfigTypeError",
     "Decorators",
     "Fallback",
     "MaxRetriesExceededError",

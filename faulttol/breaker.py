@@ -25,6 +25,11 @@ count calls (which would turn that path off).
 Time-driven transitions (an elapsed open wait with automatic transition enabled, an elapsed
 half-open time limit) are applied whenever the breaker is read or called, under any clock;
 on the real clock a daemon timer also applies them when nobody is looking.
+
+This module holds the breaker and its error; its configuration (``CircuitBreakerConfig``,
+``SlidingWindowType``, the ``DEFAULT_*`` constants), its metrics and counters, and the
+``State`` enum live in modules of their own and are re-exported here, so
+``from faulttol.breaker import CircuitBreakerConfig`` keeps working.
 """
 
 from __future__ import annotations
@@ -34,13 +39,30 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from ._breaker_config import (
+    DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED,
+    DEFAULT_FAILURE_RATE_THRESHOLD,
+    DEFAULT_IGNORE_EXCEPTIONS,
+    DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE,
+    DEFAULT_MINIMUM_NUMBER_OF_CALLS,
+    DEFAULT_MINIMUM_NUMBER_OF_FAILURES,
+    DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE,
+    DEFAULT_RECORD_EXCEPTIONS,
+    DEFAULT_SLIDING_WINDOW_SIZE,
+    DEFAULT_SLIDING_WINDOW_TYPE,
+    DEFAULT_SLOW_CALL_DURATION_THRESHOLD,
+    DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    DEFAULT_WAIT_DURATION_IN_OPEN_STATE,
+    CircuitBreakerConfig,
+    SlidingWindowType,
+)
+from ._breaker_metrics import CircuitBreakerCounters, CircuitBreakerMetrics
 from ._clock import Clock, SystemClock, resolve_clock
-from ._errors import ConfigTypeError
+from ._errors import ConfigTypeError as ConfigTypeError  # importable from here before the split
+from ._state import State
 from .events import (
     CircuitBreakerEvent,
     CircuitBreakerEvents,
@@ -87,24 +109,6 @@ T = TypeVar("T")
 C = TypeVar("C", bound=Callable[..., Any])
 
 
-class State(Enum):
-    """The states of a circuit breaker."""
-
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-    DISABLED = "DISABLED"
-    FORCED_OPEN = "FORCED_OPEN"
-    METRICS_ONLY = "METRICS_ONLY"
-
-
-class SlidingWindowType(Enum):
-    """How the window of recent calls is bounded: by number of calls or by seconds."""
-
-    COUNT_BASED = "COUNT_BASED"
-    TIME_BASED = "TIME_BASED"
-
-
 _CLOSED = State.CLOSED
 _OPEN = State.OPEN
 _HALF_OPEN = State.HALF_OPEN
@@ -114,154 +118,7 @@ _METRICS_ONLY = State.METRICS_ONLY
 _ADMITTING = frozenset({_CLOSED, _DISABLED, _METRICS_ONLY})
 _RECORDING_NOTHING = frozenset({_DISABLED, _FORCED_OPEN})
 
-# --- configuration ---------------------------------------------------------------------
-
-DEFAULT_SLIDING_WINDOW_TYPE = SlidingWindowType.COUNT_BASED
-DEFAULT_SLIDING_WINDOW_SIZE = 100
-DEFAULT_MINIMUM_NUMBER_OF_CALLS = 100
-DEFAULT_FAILURE_RATE_THRESHOLD = 50.0
-DEFAULT_MINIMUM_NUMBER_OF_FAILURES = 0
-DEFAULT_SLOW_CALL_RATE_THRESHOLD = 100.0
-DEFAULT_SLOW_CALL_DURATION_THRESHOLD = 60.0
-DEFAULT_WAIT_DURATION_IN_OPEN_STATE = 60.0
-DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED = False
-DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE = 10
-DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE = 0.0
-DEFAULT_RECORD_EXCEPTIONS: tuple[type[BaseException], ...] = (Exception,)
-DEFAULT_IGNORE_EXCEPTIONS: tuple[type[BaseException], ...] = ()
-
-
-def _check_count(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigTypeError(f"{name} must be an int >= {minimum}, got {_kind(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: object, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"{name} must be a number ({allowed}), got {_kind(value)}")
-    return float(value)
-
-
-def _check_duration(name: str, value: object) -> None:
-    allowed = "finite seconds >= 0"
-    if not 0 <= _check_number(name, value, allowed) < math.inf:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _check_rate(name: str, value: object) -> None:
-    allowed = "a percentage in (0, 100]"
-    if not 0 < _check_number(name, value, allowed) <= 100:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _check_callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise ConfigTypeError(f"{name} must be a callable or None, got {_kind(value)}")
-
-
-def _kind(value: object) -> str:
-    """How a wrong-kind value is shown in an error: plain scalars as themselves, anything
-    else by its type only (it might be a mapping holding a secret)."""
-    if value is None or isinstance(value, (bool, int, float, Enum)):
-        return repr(value)
-    return f"a {type(value).__name__}"
-
-
-def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
-    if isinstance(value, type):
-        value = (value,)
-    if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
-        raise ConfigTypeError(
-            f"{name} must be an exception type or a tuple of exception types, got {_kind(value)}"
-        )
-    types = tuple(value)
-    for t in types:
-        if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise ConfigTypeError(
-                f"{name} must contain exception types only, got {t!r}"
-                if isinstance(t, type)
-                else f"{name} must contain exception types only, got {_kind(t)}"
-            )
-    return types
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerConfig:
-    """How a :class:`CircuitBreaker` decides; immutable, validated at construction.
-
-    A value of the wrong kind (a string for a count, a bool for a number, a non-exception in
-    an exception list...) raises ``ConfigTypeError`` (a ``TypeError`` and a
-    ``ValueError``); a value out of range (negative, NaN, infinite, a rate outside
-    (0, 100]) raises ``ValueError``. Both name the field and what it allows.
-
-    For a COUNT_BASED window, ``minimum_number_of_calls`` above ``sliding_window_size`` is
-    capped by the breaker (the config keeps the value given). ``minimum_number_of_failures``
-    applies to the CLOSED window (and METRICS_ONLY reports), not to the HALF_OPEN trial calls,
-    which are judged by their rates alone.
-    """
-
-    sliding_window_type: SlidingWindowType = DEFAULT_SLIDING_WINDOW_TYPE
-    sliding_window_size: int = DEFAULT_SLIDING_WINDOW_SIZE
-    minimum_number_of_calls: int = DEFAULT_MINIMUM_NUMBER_OF_CALLS
-    failure_rate_threshold: float = DEFAULT_FAILURE_RATE_THRESHOLD
-    minimum_number_of_failures: int = DEFAULT_MINIMUM_NUMBER_OF_FAILURES
-    slow_call_rate_threshold: float = DEFAULT_SLOW_CALL_RATE_THRESHOLD
-    slow_call_duration_threshold: float = DEFAULT_SLOW_CALL_DURATION_THRESHOLD
-    wait_duration_in_open_state: float = DEFAULT_WAIT_DURATION_IN_OPEN_STATE
-    wait_interval_function_in_open_state: Callable[[int], float] | None = None
-    automatic_transition_from_open_to_half_open_enabled: bool = (
-        DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED
-    )
-    permitted_number_of_calls_in_half_open_state: int = (
-        DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE
-    )
-    max_wait_duration_in_half_open_state: float = DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE
-    record_exceptions: tuple[type[BaseException], ...] = DEFAULT_RECORD_EXCEPTIONS
-    ignore_exceptions: tuple[type[BaseException], ...] = DEFAULT_IGNORE_EXCEPTIONS
-    record_exception: Callable[[BaseException], bool] | None = None
-    ignore_exception: Callable[[BaseException], bool] | None = None
-    record_result: Callable[[Any], bool] | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.sliding_window_type, SlidingWindowType):
-            raise ConfigTypeError(
-                "sliding_window_type must be SlidingWindowType.COUNT_BASED or TIME_BASED, "
-                f"got {_kind(self.sliding_window_type)}"
-            )
-        _check_count("sliding_window_size", self.sliding_window_size, 1)
-        _check_count("minimum_number_of_calls", self.minimum_number_of_calls, 1)
-        _check_count("minimum_number_of_failures", self.minimum_number_of_failures, 0)
-        _check_count(
-            "permitted_number_of_calls_in_half_open_state",
-            self.permitted_number_of_calls_in_half_open_state,
-            1,
-        )
-        _check_rate("failure_rate_threshold", self.failure_rate_threshold)
-        _check_rate("slow_call_rate_threshold", self.slow_call_rate_threshold)
-        _check_duration("slow_call_duration_threshold", self.slow_call_duration_threshold)
-        _check_duration("wait_duration_in_open_state", self.wait_duration_in_open_state)
-        _check_duration(
-            "max_wait_duration_in_half_open_state", self.max_wait_duration_in_half_open_state
-        )
-        if not isinstance(self.automatic_transition_from_open_to_half_open_enabled, bool):
-            raise ConfigTypeError(
-                "automatic_transition_from_open_to_half_open_enabled must be a bool, got "
-                f"{_kind(self.automatic_transition_from_open_to_half_open_enabled)}"
-            )
-        for name in ("record_exceptions", "ignore_exceptions"):
-            object.__setattr__(self, name, _exception_types(name, getattr(self, name)))
-        for name in (
-            "wait_interval_function_in_open_state",
-            "record_exception",
-            "ignore_exception",
-            "record_result",
-        ):
-            _check_callable(name, getattr(self, name))
-
-
-# --- errors and metrics ----------------------------------------------------------------
+# --- errors ----------------------------------------------------------------------------
 
 
 class CallNotPermittedError(Exception):
@@ -275,116 +132,6 @@ class CallNotPermittedError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.breaker_name, self.state))
-
-
-class CircuitBreakerMetrics:
-    """A live, read-only view of a breaker's current window (``breaker.metrics``).
-
-    Rates are percentages and read ``-1.0`` until the window holds the minimum number of
-    calls (``minimum_number_of_calls``, or the permitted calls in HALF_OPEN). Each property
-    reads the breaker at that moment; :meth:`snapshot` gives a consistent set.
-    """
-
-    __slots__ = ("_breaker",)
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-
-    def snapshot(self) -> Snapshot:
-        """The window's aggregate right now (without the not-permitted count)."""
-        return self._breaker._read_metrics()[0]
-
-    @property
-    def failure_rate(self) -> float:
-        snap, minimum, _ = self._breaker._read_metrics()
-        return snap.failure_rate if snap.total_calls >= minimum else -1.0
-
-    @property
-    def slow_call_rate(self) -> float:
-        snap, minimum, _ = self._breaker._read_metrics()
-        return snap.slow_call_rate if snap.total_calls >= minimum else -1.0
-
-    @property
-    def number_of_buffered_calls(self) -> int:
-        return self.snapshot().total_calls
-
-    @property
-    def number_of_failed_calls(self) -> int:
-        return self.snapshot().failed_calls
-
-    @property
-    def number_of_successful_calls(self) -> int:
-        return self.snapshot().successful_calls
-
-    @property
-    def number_of_slow_calls(self) -> int:
-        return self.snapshot().slow_calls
-
-    @property
-    def number_of_slow_successful_calls(self) -> int:
-        return self.snapshot().slow_successful_calls
-
-    @property
-    def number_of_slow_failed_calls(self) -> int:
-        return self.snapshot().slow_failed_calls
-
-    @property
-    def number_of_not_permitted_calls(self) -> int:
-        return self._breaker._read_metrics()[2]
-
-    def __repr__(self) -> str:
-        snap, minimum, not_permitted = self._breaker._read_metrics()
-        enough = snap.total_calls >= minimum
-        return (
-            f"CircuitBreakerMetrics(failure_rate={snap.failure_rate if enough else -1.0}, "
-            f"slow_call_rate={snap.slow_call_rate if enough else -1.0}, "
-            f"buffered={snap.total_calls}, failed={snap.failed_calls}, "
-            f"slow={snap.slow_calls}, not_permitted={not_permitted})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerCounters:
-    """Cumulative call counts of a breaker since its creation (``breaker.counters``).
-
-    Unlike :class:`CircuitBreakerMetrics`, which describe the current window, these only ever
-    grow: neither state transitions nor :meth:`CircuitBreaker.reset` touch them, so they suit
-    monotonic counters (Prometheus, OpenTelemetry). They count every call's outcome in every
-    state, without anybody having to listen; that includes DISABLED and FORCED_OPEN (a call
-    admitted before the breaker was forced open), where no success/error event is published:
-
-    * ``successful_calls``: calls recorded as a success (returned, or raised an exception
-      that is neither recorded nor ignored);
-    * ``failed_calls``: calls recorded as a failure (a recorded exception or result);
-    * ``ignored_calls``: calls that raised an ignored exception;
-    * ``not_permitted_calls``: calls rejected with :class:`CallNotPermittedError`;
-    * ``slow_successful_calls`` / ``slow_failed_calls``: of the successful / failed calls,
-      those slower than ``slow_call_duration_threshold``.
-
-    A call interrupted by a ``BaseException`` that is not an ``Exception`` (a cancellation,
-    ``KeyboardInterrupt``) is not counted, as it is not recorded. ``a - b`` gives the counts
-    between two readings.
-    """
-
-    successful_calls: int = 0
-    failed_calls: int = 0
-    ignored_calls: int = 0
-    not_permitted_calls: int = 0
-    slow_successful_calls: int = 0
-    slow_failed_calls: int = 0
-
-    def __sub__(self, other: CircuitBreakerCounters) -> CircuitBreakerCounters:
-        """The counts since reading ``other`` (an earlier reading of the same breaker)."""
-        if not isinstance(other, CircuitBreakerCounters):
-            return NotImplemented
-        return CircuitBreakerCounters(
-            self.successful_calls - other.successful_calls,
-            self.failed_calls - other.failed_calls,
-            self.ignored_calls - other.ignored_calls,
-            self.not_permitted_calls - other.not_permitted_calls,
-            self.slow_successful_calls - other.slow_successful_calls,
-            self.slow_failed_calls - other.slow_failed_calls,
-        )
 
 
 class _BreakerEvents(CircuitBreakerEvents):

@@ -17,10 +17,9 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from .breaker import State
+from ._state import State
 
 __all__ = [
     "CircuitBreakerEvent",
