@@ -1,4 +1,8 @@
-"""Errors shared by the configuration classes of faulttol and faulttol_redis."""
+"""Errors shared by the configuration classes of faulttol and faulttol_redis.
+
+Public as ``faulttol.ConfigTypeError`` (and ``faulttol.validation.ConfigTypeError``, next to
+the helpers that raise it); import it from there.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import random
 import sys
 from collections.abc import Awaitable, Callable
@@ -37,13 +36,22 @@ from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
 from ._clock import Clock, resolve_clock
-from ._errors import ConfigTypeError
 from .events import (
     RetryEvents,
     RetryOnErrorEvent,
     RetryOnIgnoredErrorEvent,
     RetryOnRetryEvent,
     RetryOnSuccessEvent,
+)
+from .validation import (
+    check_bool,
+    check_callable,
+    check_exception_types,
+    check_instance,
+    check_int,
+    check_non_negative,
+    check_number,
+    check_str,
 )
 
 __all__ = [
@@ -105,38 +113,6 @@ class MaxRetriesExceededError(Exception):
 # --- configuration ------------------------------------------------------------------------
 
 
-def _kind(value: object) -> str:
-    """How a wrong-kind value is shown in an error: plain scalars as themselves, anything
-    else by its type only (it might be a mapping holding a secret)."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
-    return f"a {type(value).__name__}"
-
-
-def _exception_types(field: str, value: object) -> tuple[type[BaseException], ...]:
-    """Normalize an exception type or an iterable of them to a tuple, or raise naming field."""
-    if isinstance(value, type):
-        value = (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)):
-        raise ConfigTypeError(
-            f"{field} must be an exception type or a tuple of exception types, "
-            f"got {_kind(value)}"
-        )
-    types = tuple(value)
-    for item in types:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            shown = repr(item) if isinstance(item, type) else _kind(item)
-            raise ConfigTypeError(f"{field} must contain only exception types, got {shown}")
-    return types
-
-
-def _number(field: str, value: object, allowed: str) -> float:
-    """``value`` as a float; ``ConfigTypeError`` naming ``field`` unless it is a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"{field} must be a number ({allowed}), got {_kind(value)}")
-    return float(value)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryConfig:
     """How a :class:`Retry` decides whether, how often and how long to wait before retrying.
@@ -169,43 +145,28 @@ class RetryConfig:
     """Raise :class:`MaxRetriesExceededError` when a result-based retry runs out."""
 
     def __post_init__(self) -> None:
-        max_attempts = self.max_attempts
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise ConfigTypeError(f"max_attempts must be an int >= 1, got {_kind(max_attempts)}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        seconds = "finite seconds >= 0"
-        if not 0.0 <= _number("wait_duration", self.wait_duration, seconds) < math.inf:
-            raise ValueError(f"wait_duration must be {seconds}, got {self.wait_duration!r}")
-        multiplier = "a finite number >= 1"
-        if not 1.0 <= _number("backoff_multiplier", self.backoff_multiplier, multiplier) < math.inf:
-            raise ValueError(
-                f"backoff_multiplier must be {multiplier}, got {self.backoff_multiplier!r}"
+        check_int("max_attempts", self.max_attempts, minimum=1)
+        check_non_negative("wait_duration", self.wait_duration, allowed="finite seconds >= 0")
+        check_number(
+            "backoff_multiplier",
+            self.backoff_multiplier,
+            minimum=1,
+            allowed="a finite number >= 1",
+        )
+        if self.max_wait_duration is not None:
+            check_non_negative(
+                "max_wait_duration",
+                self.max_wait_duration,
+                allowed="finite seconds >= 0, or None for no cap",
             )
-        cap = "finite seconds >= 0, or None for no cap"
-        if self.max_wait_duration is not None and not (
-            0.0 <= _number("max_wait_duration", self.max_wait_duration, cap) < math.inf
-        ):
-            raise ValueError(f"max_wait_duration must be {cap}, got {self.max_wait_duration!r}")
-        factor = "a randomization factor in [0, 1]"
-        if not 0.0 <= _number("jitter", self.jitter, factor) <= 1.0:
-            raise ValueError(f"jitter must be {factor}, got {self.jitter!r}")
-        object.__setattr__(
-            self, "retry_exceptions", _exception_types("retry_exceptions", self.retry_exceptions)
+        check_number(
+            "jitter", self.jitter, minimum=0, maximum=1, allowed="a randomization factor in [0, 1]"
         )
-        object.__setattr__(
-            self,
-            "ignore_exceptions",
-            _exception_types("ignore_exceptions", self.ignore_exceptions),
-        )
+        for name in ("retry_exceptions", "ignore_exceptions"):
+            object.__setattr__(self, name, check_exception_types(name, getattr(self, name)))
         for name in ("retry_on_exception", "retry_on_result"):
-            predicate = getattr(self, name)
-            if predicate is not None and not callable(predicate):
-                raise ConfigTypeError(f"{name} must be callable or None, got {_kind(predicate)}")
-        if not isinstance(self.fail_after_max_attempts, bool):
-            raise ConfigTypeError(
-                f"fail_after_max_attempts must be a bool, got {_kind(self.fail_after_max_attempts)}"
-            )
+            check_callable(name, getattr(self, name))
+        check_bool("fail_after_max_attempts", self.fail_after_max_attempts)
 
 
 # --- tenacity strategies --------------------------------------------------------------------
@@ -281,12 +242,11 @@ class Retry:
     __slots__ = ("_clock", "_config", "_events", "_name", "_policy", "_stop", "_wait")
 
     def __init__(self, name: str, config: RetryConfig | None = None, *, clock: Clock | None = None):
-        if not isinstance(name, str):
-            raise ConfigTypeError(f"name must be a str, got {_kind(name)}")
+        check_str("name", name)
         if config is None:
             config = RetryConfig()
-        elif not isinstance(config, RetryConfig):
-            raise ConfigTypeError(f"config must be a RetryConfig or None, got {_kind(config)}")
+        else:
+            check_instance("config", config, RetryConfig, "a RetryConfig or None")
         self._name = name
         self._config = config
         self._clock: Clock = resolve_clock(clock)
