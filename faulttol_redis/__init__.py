@@ -8,6 +8,7 @@ a circuit breaker per database and failover to the next eligible database. Manua
 from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
+from ._clients import create_async_client, create_client
 from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import (
@@ -36,4 +37,6 @@ __all__ = [
     "SwitchEvent",
     "SwitchReason",
     "TemporaryUnavailableError",
+    "create_async_client",
+    "create_client",
 ]

@@ -20,6 +20,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from ._replay import never_sent as _never_sent
+from ._secrets import masked_url
 from .errors import ClusterConnectionError
 
 __all__ = [
@@ -173,11 +174,9 @@ class FailoverRedisCluster(redis.cluster.RedisCluster):
             state["nodes_manager"].close()
 
     def __repr__(self) -> str:
-        from .config import _masked_url  # config imports this module
-
         kwargs = self.__dict__.get("_ft_kwargs", {})
         where = (
-            _masked_url(kwargs["url"]) if "url" in kwargs
+            masked_url(kwargs["url"]) if "url" in kwargs
             else f"{kwargs.get('host')}:{kwargs.get('port')}"
         )
         state = "initialized" if self.__dict__.get("_ft_ready") else "not initialized"

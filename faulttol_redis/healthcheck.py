@@ -14,7 +14,6 @@ import base64
 import http.client
 import json
 import logging
-import math
 import os
 import ssl
 import threading
@@ -22,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from typing import IO, Any, Protocol, Union, runtime_checkable
 
 import redis
 import redis.asyncio
@@ -30,11 +29,19 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from faulttol._errors import ConfigTypeError
 from faulttol.health import HealthCheckPolicy, _Tally
+from faulttol.validation import (
+    check_bool,
+    check_host,
+    check_instance,
+    check_int,
+    check_path,
+    check_port,
+    check_positive,
+    check_str,
+)
 
-if TYPE_CHECKING:
-    from .config import DatabaseConfig
+from ._database import DatabaseConfig
 
 __all__ = [
     "DEFAULT_CLUSTER_POLICY",
@@ -112,12 +119,12 @@ class PingHealthCheck:
     __slots__ = ("_cluster_policy",)
 
     def __init__(self, *, cluster_policy: HealthCheckPolicy = DEFAULT_CLUSTER_POLICY) -> None:
-        if not isinstance(cluster_policy, HealthCheckPolicy):
-            raise ConfigTypeError(
-                f"cluster_policy must be a HealthCheckPolicy (HEALTHY_ALL, HEALTHY_MAJORITY or "
-                f"HEALTHY_ANY), got {cluster_policy!r}"
-            )
-        self._cluster_policy = cluster_policy
+        self._cluster_policy = check_instance(
+            "cluster_policy",
+            cluster_policy,
+            HealthCheckPolicy,
+            "a HealthCheckPolicy (HEALTHY_ALL, HEALTHY_MAJORITY or HEALTHY_ANY)",
+        )
 
     @property
     def cluster_policy(self) -> HealthCheckPolicy:
@@ -193,42 +200,22 @@ class LagAwareHealthCheck:
         rest_api_host: str | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
-        _check_port("rest_api_port", rest_api_port)
-        if username is not None:
-            if not isinstance(username, str):
-                raise ConfigTypeError(f"username must be a str or None, got {_kind(username)}")
-            if not username:
-                raise ValueError("username must be a non-empty str or None, got ''")
-        if password is not None and not isinstance(password, str):
-            raise ConfigTypeError(f"password must be a str or None, got {_kind(password)}")
+        check_port("rest_api_port", rest_api_port)
+        check_str("username", username, optional=True, non_empty=True)
+        check_str("password", password, optional=True)
         if password is not None and username is None:
             raise ValueError("username must be given with password")
-        if isinstance(lag_tolerance_ms, bool) or not isinstance(lag_tolerance_ms, int):
-            raise ConfigTypeError(
-                "lag_tolerance_ms must be an int >= 0 (milliseconds), "
-                f"got {_kind(lag_tolerance_ms)}"
-            )
-        if lag_tolerance_ms < 0:
-            raise ValueError(
-                f"lag_tolerance_ms must be >= 0 (milliseconds), got {lag_tolerance_ms}"
-            )
-        flags = (("verify_tls", verify_tls), ("allow_insecure_http", allow_insecure_http))
-        for name, flag in flags:
-            if not isinstance(flag, bool):
-                raise ConfigTypeError(f"{name} must be a bool, got {_kind(flag)}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise ConfigTypeError(
-                f"timeout must be a number of seconds > 0 and finite, got {_kind(timeout)}"
-            )
-        if not 0 < timeout < math.inf:
-            raise ValueError(f"timeout must be > 0 and finite (seconds), got {timeout!r}")
+        check_int("lag_tolerance_ms", lag_tolerance_ms, minimum=0, unit="milliseconds")
+        check_bool("verify_tls", verify_tls)
+        check_bool("allow_insecure_http", allow_insecure_http)
+        timeout = check_positive("timeout", timeout)
         if rest_api_host is not None:
             rest_api_host = _check_rest_api_host(rest_api_host)
         if client_key_file is not None and client_cert_file is None:
             raise ValueError("client_cert_file must be given with client_key_file")
-        ca = _optional_path("ca_file", ca_file)
-        cert = _optional_path("client_cert_file", client_cert_file)
-        key = _optional_path("client_key_file", client_key_file)
+        ca = _existing_file("ca_file", ca_file)
+        cert = _existing_file("client_cert_file", client_cert_file)
+        key = _existing_file("client_key_file", client_key_file)
         self.rest_api_port = rest_api_port
         self.username = username
         self._password = password
@@ -364,52 +351,22 @@ class LagAwareHealthCheck:
 # --- lag-aware helpers ------------------------------------------------------------------------
 
 
-def _kind(value: object) -> str:
-    """How a value of the wrong kind is shown in an error message: plain scalars as
-    themselves, anything else by its type only (it may be a secret given by mistake)."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
-    return f"a {type(value).__name__}"
-
-
-def _check_port(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigTypeError(f"{name} must be an int in 1..65535, got {_kind(value)}")
-    if not 0 < value < 65536:
-        raise ValueError(f"{name} must be in 1..65535, got {value}")
-
-
-_NOT_IN_HOST = frozenset("/@?#") | frozenset(" \t\r\n")
-
-
 def _check_rest_api_host(value: object) -> str:
     """A host name or address (``[::1]`` is taken as ``::1``), never a URL."""
-    if not isinstance(value, str):
-        raise ConfigTypeError(f"rest_api_host must be a str or None, got {_kind(value)}")
-    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-    if not host:
-        raise ValueError("rest_api_host must be a non-empty host name or address, got ''")
-    if "://" in host or _NOT_IN_HOST.intersection(host):
-        raise ValueError(
-            "rest_api_host must be a host name or address, not a URL (the value is not "
-            "shown: it may hold a password); give a REST API URL as "
-            "DatabaseConfig(health_check_url='https://...')"
-        )
-    return host
+    host = value
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        host = value[1:-1]
+    return check_host(
+        "rest_api_host",
+        host,
+        hint="give a REST API URL as DatabaseConfig(health_check_url='https://...')",
+    )
 
 
-def _optional_path(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    kind = f"{name} must be a path (str or os.PathLike) or None"
-    if not isinstance(value, (str, os.PathLike)):
-        raise ConfigTypeError(f"{kind}, got {_kind(value)}")
-    path = os.fspath(value)
-    if not isinstance(path, str):
-        raise ConfigTypeError(f"{kind}, got {_kind(path)}")
-    if not path:
-        raise ValueError(f"{name} must be a non-empty path or None, got ''")
-    if not os.path.isfile(path):
+def _existing_file(name: str, value: object) -> str | None:
+    """``value`` as a path to an existing file, or None."""
+    path = check_path(name, value)
+    if path is not None and not os.path.isfile(path):
         raise ValueError(f"{name} {path!r} does not exist or is not a file")
     return path
 

@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faulttol.health import run_probes
 
+from ._clients import create_client
 from ._provider_base import TIMEOUT_PROBE_TIMEOUT, _DatabaseBase, _RedisProviderBase
 from .config import DatabaseConfig, MultiDbConfig
 
@@ -34,7 +35,7 @@ class Database(_DatabaseBase):
     __slots__ = ()
 
     def _new_client(self, **overrides: Any) -> Any:
-        return self.config.create_client(**overrides)
+        return create_client(self.config, **overrides)
 
     def probe_client(self, *, fast: bool = False) -> Any:
         """A client with short timeouts for health checks (not sharing the command pool)."""

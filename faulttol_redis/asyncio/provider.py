@@ -53,6 +53,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from faulttol._clock import SystemClock
 from faulttol.health import run_probes_async
 
+from .._clients import create_async_client
 from .._provider_base import PROVIDER_NAME, _DatabaseBase, _RedisProviderBase
 from ..config import DatabaseConfig, MultiDbConfig
 
@@ -87,7 +88,7 @@ class AsyncDatabase(_DatabaseBase):
     __slots__ = ()
 
     def _new_client(self, **overrides: Any) -> Any:
-        return self.config.create_async_client(**overrides)
+        return create_async_client(self.config, **overrides)
 
     async def probe_client(self, *, fast: bool = False) -> Any:
         """A client with short timeouts for health checks (a cluster client is initialized,
