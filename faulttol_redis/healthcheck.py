@@ -29,7 +29,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from faulttol.health import HealthCheckPolicy, _Tally
+from faulttol.health import HealthCheckPolicy, ProbeTally
 from faulttol.validation import (
     check_bool,
     check_host,
@@ -489,7 +489,7 @@ def _is_pong(answer: Any) -> bool:
 
 class _PrimaryRound:
     """One asking of a cluster's primaries: the decision logic shared by the sync and
-    asyncio checks (the policy's arithmetic is :class:`faulttol.health._Tally`'s, with one
+    asyncio checks (the policy's arithmetic is :class:`faulttol.health.ProbeTally`'s, with one
     primary for one probe)."""
 
     __slots__ = ("_tally", "error", "verdict")
@@ -497,11 +497,11 @@ class _PrimaryRound:
     def __init__(self, policy: HealthCheckPolicy, primaries: int, covered: bool) -> None:
         self.error: BaseException | None = None
         self.verdict: bool | None = None
-        self._tally: _Tally | None = None
+        self._tally: ProbeTally | None = None
         if primaries == 0 or (policy is HealthCheckPolicy.HEALTHY_ALL and not covered):
             self.verdict = False  # never vacuously healthy; ALL needs every slot served
         else:
-            self._tally = _Tally(policy, primaries)
+            self._tally = ProbeTally(policy, primaries)
 
     def record(self, answered: bool, error: BaseException | None = None) -> bool:
         """Count one primary's answer; True once the outcome is decided."""
