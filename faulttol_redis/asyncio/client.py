@@ -10,14 +10,22 @@ moves its channels, patterns and shard channels to the new database after a swit
 The client has no connection pool of its own: each database's ``redis.asyncio`` client has
 one, owned by the provider. ``aclose()`` closes the client's pubsubs and its provider (the
 health-check task and every connection).
+
+Lifecycle, as for the sync client: ``aclose()`` (alias ``close()``) is final. Every later call
+raises :class:`~faulttol_redis.ClientClosedError` without network I/O (also on a client
+closed before its first use), commands racing the close end with redis-py exceptions only,
+the client's pubsubs and WATCHing pipelines are closed with it, and the provider's pools
+refuse new connections. The success path pays one attribute read for it (the closed gate
+of :mod:`faulttol_redis.client`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, NoReturn
 
 import redis.asyncio
 import redis.asyncio.cluster
@@ -31,6 +39,7 @@ from faulttol.provider import SwitchEvent
 from .._cluster import AsyncClusterPubSubPool
 from .._replay import command_may_replay, pipeline_may_replay
 from ..config import MultiDbConfig
+from ..errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
 from .provider import AsyncDatabase, FailoverProvider
 
 __all__ = ["FailoverPipeline", "FailoverPubSub", "FailoverRedis"]
@@ -49,14 +58,105 @@ def _is_watch(arg: Any) -> bool:
     return isinstance(arg, str) and arg.upper() == "WATCH"
 
 
+# --- closing --------------------------------------------------------------------------------
+
+
+class _DeadSlot:
+    """Stands in for the active slot once a client is closed (never healthy)."""
+
+    __slots__ = ()
+    healthy = False
+    breaker = None
+    target = None
+
+
+class _ClosedGate:
+    """What a closed client's success path reads instead of the provider: not initialized,
+    closed, no healthy slot, so every call falls through to the checks of the slow path."""
+
+    __slots__ = ()
+    _active = _DeadSlot()
+    _closed = True
+    _initialized = False
+
+
+_CLOSED_GATE: Any = _ClosedGate()
+
+_SEAL_LOCK = threading.Lock()
+
+_REFUSE = "the client is closed: the connection pool of a closed provider opens no connection"
+
+
+def _seal_pool(pool: Any) -> bool:
+    """Make a closed provider's ``redis.asyncio`` pool refuse new connections (see
+    :func:`faulttol_redis.client._seal_pool`). Returns whether it was sealed just now."""
+    with _SEAL_LOCK:
+        if pool.__dict__.get("_faulttol_sealed"):
+            return False
+        release = pool.release
+
+        async def get_connection(*args: Any, **kwargs: Any) -> NoReturn:
+            raise ClientClosedError(_REFUSE)
+
+        async def release_and_disconnect(connection: Any) -> None:
+            try:
+                await release(connection)
+            finally:
+                await connection.disconnect()
+
+        pool.get_connection = get_connection
+        pool.release = release_and_disconnect
+        pool._faulttol_sealed = True
+        return True
+
+
+async def _seal_provider(provider: FailoverProvider) -> None:
+    """Seal and disconnect the pools of every standalone database client (removed databases
+    and probe clients too) of a closed provider. A cluster database's node connections are
+    not pooled this way in ``redis.asyncio``: ``aclose()`` of its client closes them, and the
+    closed checks keep new commands away from it."""
+    for db in provider._all_databases():
+        for client in db._clients():
+            pool = getattr(client, "connection_pool", None)
+            if pool is None or not getattr(client, "auto_close_connection_pool", False):
+                continue
+            try:
+                _seal_pool(pool)
+                await pool.disconnect()  # what connected while the provider was closing
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("sealing a pool of %s failed", db, exc_info=True)
+
+
+def _give_back(breaker: Any) -> None:
+    """Return a permit taken for a call that the close broke (nothing is counted)."""
+    release = getattr(breaker, "release_permission", None)
+    if release is not None:
+        release()
+
+
 class FailoverRedis(redis.asyncio.Redis):
     """A ``redis.asyncio.Redis`` whose commands run on the provider's active database.
 
     Build it from a provider (``FailoverRedis(provider)``) or a config
     (``FailoverRedis.from_config(config)``); no I/O happens until first use (see
     :mod:`faulttol_redis.asyncio.provider` for startup). ``async with`` initializes it and
-    closes it on exit; ``aclose()`` closes the client, its pubsubs and its provider.
+    closes it on exit; ``aclose()`` closes the client, its pubsubs and its provider (see the
+    module docstring for what a closed client does).
+
+    The redis-py members that assume one connection pool answer for the active database
+    (``connection_pool``, ``get_encoder()``...), apply to every database (callbacks, HIMPORT
+    fieldsets) or say why they cannot work (``set_retry``, ``from_url``, ``from_pool``).
     """
+
+    connection: None
+    """Always None: the client holds no connection of its own."""
+
+    single_connection_client: bool
+    """Always False: commands run on pooled connections of the active database."""
+
+    auto_close_connection_pool: bool
+    """False: the client has no pool; the provider owns the databases' pools (and closes
+    them when the client that owns the provider closes)."""
 
     def __init__(self, provider: FailoverProvider) -> None:  # no super(): no own pool
         if not isinstance(provider, FailoverProvider):
@@ -64,9 +164,11 @@ class FailoverRedis(redis.asyncio.Redis):
                 f"provider must be an asyncio FailoverProvider, got {type(provider).__name__}"
             )
         self._provider = provider
-        self._execute = provider.execute_with_async
+        self._gate: Any = provider  # what the success path reads; _CLOSED_GATE once closed
+        self._now = provider.clock.monotonic
         self._replay_ambiguous = provider.config.retry_ambiguous_writes
         self._closed = False
+        self._owns_provider = True
         self._usage = 0
         self._pubsubs: weakref.WeakSet[FailoverPubSub] = weakref.WeakSet()
         self._watching: weakref.WeakSet[FailoverPipeline] = weakref.WeakSet()
@@ -80,6 +182,24 @@ class FailoverRedis(redis.asyncio.Redis):
         """Build the provider for ``config`` and a client on it (no I/O yet)."""
         return cls(FailoverProvider(config))
 
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> FailoverRedis:  # type: ignore[override]
+        """Not supported: a failover client needs several databases and a failover config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_url() is not supported: a failover client is built from "
+            "several databases, e.g. FailoverRedis.from_config(MultiDbConfig("
+            "[DatabaseConfig(url=...), DatabaseConfig(url=...)]))"
+        )
+
+    @classmethod
+    def from_pool(cls, connection_pool: Any) -> FailoverRedis:
+        """Not supported: each database's client owns its pool, made from its config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_pool() is not supported: each database's client makes its "
+            "own pool from its DatabaseConfig (pool options go in client_kwargs); build the "
+            "client with FailoverRedis.from_config(MultiDbConfig([...]))"
+        )
+
     @property
     def provider(self) -> FailoverProvider:
         """The failover provider this client runs on."""
@@ -87,7 +207,13 @@ class FailoverRedis(redis.asyncio.Redis):
 
     async def initialize(self) -> FailoverRedis:
         """Run the provider's startup (connect in order) if it has not run yet."""
-        await self._provider.initialize()
+        self._check_open()
+        try:
+            await self._provider.initialize()
+        except RuntimeError as exc:  # the provider closed meanwhile
+            if self._is_closed():
+                raise self._closed_error(exc) from exc
+            raise
         return self
 
     # ------------------------------------------------------------------------ commands
@@ -96,11 +222,88 @@ class FailoverRedis(redis.asyncio.Redis):
         return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Run one command on the active database, with retry and failover."""
+        """Run one command on the active database, with retry and failover.
+
+        The success path of :meth:`OrderedProvider.execute_with_async`, written out here as
+        in the sync client. Before startup, and once the client or its provider is closed,
+        every call goes to :meth:`_slow` (a closed client reads :data:`_CLOSED_GATE`).
+        """
+        provider = self._gate
+        slot = provider._active
+        breaker = slot.breaker
+        if (provider._initialized and slot.healthy is not False and not provider._closed
+                and breaker.try_acquire_permission()):
+            now = self._now
+            start = now()
+            try:
+                result = await slot.target.client.execute_command(*args, **options)
+            except BaseException as exc:
+                return await self._failed(slot, breaker, now() - start, exc, args, options)
+            breaker.on_result(now() - start, result)
+            return result
+        return await self._slow(args, options, slot, None)
+
+    async def _failed(self, slot: Any, breaker: Any, duration: float, exc: BaseException,
+                      args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """The first attempt failed: record it and recover, unless the client closed."""
+        if self._is_closed():
+            _give_back(breaker)  # the close broke the call: nothing to count
+            raise self._after_close(exc)
+        breaker.on_error(duration, exc)
+        return await self._slow(args, options, slot, exc)
+
+    async def _slow(self, args: tuple[Any, ...], options: dict[str, Any], slot: Any,
+                    exc: BaseException | None) -> Any:
+        """Startup, then the provider's slow path (retry, probe, failover), with the closed
+        checks."""
+        if self._is_closed():
+            raise self._closed_error(exc)
         provider = self._provider
         if not provider._initialized:
-            await provider.initialize()
-        return await self._execute(_run_command, (args, options), None, self._may_replay)
+            await self.initialize()
+            return await self.execute_command(*args, **options)
+        try:
+            return await provider._recover_async(
+                self._attempt, (args, options), None, self._may_replay, slot, exc
+            )
+        except BaseException as error:
+            if self._is_closed():
+                raise self._after_close(error)  # noqa: B904 - the cause is set
+            raise
+
+    def _attempt(self, db: AsyncDatabase, args: tuple[Any, ...],
+                 options: dict[str, Any]) -> Awaitable[Any]:
+        """One attempt of the slow path; stops it at once if the client closed meanwhile."""
+        if self._is_closed():
+            raise _ClientClosed
+        return db.client.execute_command(*args, **options)  # type: ignore[no-any-return]
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client, or its provider, is closed (every call then raises
+        :class:`~faulttol_redis.ClientClosedError`)."""
+        return self._is_closed()
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider._closed
+
+    def _closed_error(self, cause: BaseException | None = None) -> ClientClosedError:
+        if not self._closed and self._provider._closed:
+            return _closed_error("client (its FailoverProvider was closed)", cause)
+        return _closed_error("client", cause)
+
+    def _after_close(self, exc: BaseException) -> BaseException:
+        """What a call broken by the close raises (see ``errors._error_after_close``)."""
+        error = _error_after_close(exc, "client")
+        if error is exc or not isinstance(error, ClientClosedError):
+            return error
+        return self._closed_error(exc)
+
+    def _check_open(self) -> None:
+        if self._is_closed():
+            raise self._closed_error()
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 
@@ -114,15 +317,73 @@ class FailoverRedis(redis.asyncio.Redis):
         return getattr(self._provider.client(), "response_callbacks", {})
 
     def get_encoder(self) -> Any:
+        """The active database's encoder."""
         return self._provider.client().get_encoder()  # type: ignore[no-untyped-call]
 
     def get_connection_kwargs(self) -> Any:
+        """The active database's connection arguments."""
         return self._provider.client().get_connection_kwargs()  # type: ignore[no-untyped-call]
+
+    def _database_clients(self) -> list[Any]:
+        provider = self._provider
+        return [provider.client(i) for i in range(1, len(provider) + 1)]
 
     def set_response_callback(self, command: str, callback: Any) -> None:
         """Set a response callback on every database's client."""
-        for i in range(1, len(self._provider) + 1):
-            self._provider.client(i).set_response_callback(command, callback)
+        for client in self._database_clients():
+            client.set_response_callback(command, callback)
+
+    def get_retry(self) -> Any:
+        """The active database client's redis-py ``Retry``: no retries unless
+        ``client_kwargs`` sets one. The failover retry is ``client.provider.retry``."""
+        client: Any = self._provider.client()
+        get_retry = getattr(client, "get_retry", None)
+        return get_retry() if get_retry is not None else getattr(client, "retry", None)
+
+    def set_retry(self, retry: Any) -> NoReturn:
+        """Refused: the failover retry (``MultiDbConfig(retry=...)``) is the only one."""
+        raise NotImplementedError(
+            "FailoverRedis.set_retry() is not supported: the failover retry is the only one; "
+            "configure it with MultiDbConfig(retry=RetryConfig(...)) (a database's own "
+            "redis-py retry, if you really want one, goes in DatabaseConfig(client_kwargs="
+            "{'retry': ...}))"
+        )
+
+    # HIMPORT fieldsets (redis-py 8.1+) live in each client's registry: declared on every
+    # database, so that HIMPORT SET keeps working after a switch.
+
+    async def _himport(self, name: str, *args: Any) -> list[Any]:
+        await self.initialize()
+        results = []
+        for client in self._database_clients():
+            method = getattr(client, name, None)
+            if method is None:
+                raise NotImplementedError(
+                    f"{name}() needs a redis-py with HIMPORT support on every database's "
+                    f"client ({type(client).__name__} has none)"
+                )
+            results.append(await method(*args))
+        return results
+
+    @property
+    def himport_registry(self) -> Any:
+        """The active database client's HIMPORT fieldset registry (every database's client
+        has the same fieldsets)."""
+        return self._provider.client().himport_registry
+
+    async def himport_prepare(self, fieldset_name: str, fields: Iterable[Any]) -> bool:
+        """Declare an HIMPORT fieldset on every database's client."""
+        await self._himport("himport_prepare", fieldset_name, list(fields))
+        return True
+
+    async def himport_discard(self, fieldset_name: str) -> int:
+        """Remove an HIMPORT fieldset from every database's client (1 if it was declared)."""
+        return 1 if any(await self._himport("himport_discard", fieldset_name)) else 0
+
+    async def himport_discard_all(self) -> int:
+        """Remove every HIMPORT fieldset from every database's client; returns how many
+        were declared."""
+        return max(await self._himport("himport_discard_all"), default=0)
 
     # ---------------------------------------------------------------- pipelines, pubsub
 
@@ -130,25 +391,41 @@ class FailoverRedis(redis.asyncio.Redis):
         self, transaction: bool = True, shard_hint: Any = None
     ) -> FailoverPipeline:
         """A pipeline that runs on the database active when it executes."""
+        self._check_open()
         return FailoverPipeline(self, transaction, shard_hint)
 
     def pubsub(self, **kwargs: Any) -> FailoverPubSub:
-        """An independent PubSub that follows switches, re-subscribing on the new database."""
+        """An independent PubSub that follows switches, re-subscribing on the new database.
+
+        ``aclose()`` on this client closes it too."""
+        self._check_open()
         pubsub = FailoverPubSub(self._provider, **kwargs)
         self._pubsubs.add(pubsub)
         return pubsub
 
     def monitor(self) -> Any:
         """MONITOR on the active database (does not follow switches)."""
+        self._check_open()
         return self._provider.client().monitor()
 
-    def client(self) -> Any:
-        """A single-connection client of the active database (does not follow switches)."""
-        return self._provider.client().client()
+    def client(self) -> FailoverRedis:
+        """Another client on the same provider (redis-py: a client sharing the pool).
+
+        Its ``aclose()`` closes only it (and its pubsubs and WATCHing pipelines), not the
+        provider; closing the provider (or the client that owns it) closes it too. Unlike
+        redis-py's, it is not pinned to one connection: for commands that must share a
+        connection use a pipeline (``watch()``/``multi()``/``execute()``), which is bound
+        to one database and one connection while it WATCHes.
+        """
+        self._check_open()
+        child = type(self)(self._provider)
+        child._owns_provider = False
+        return child
 
     # --------------------------------------------------------------------------- close
 
     async def __aenter__(self) -> FailoverRedis:
+        self._check_open()
         self._usage += 1
         try:
             return await self.initialize()
@@ -162,15 +439,25 @@ class FailoverRedis(redis.asyncio.Redis):
             await self.aclose()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        """Close the client, its pubsubs and its provider (health checks, connections)."""
+        """Close the client for good: its pubsubs, its WATCHing pipelines and, when it owns
+        the provider (built with ``FailoverRedis(provider)`` or ``from_config``, not by
+        :meth:`client`), the provider (health checks, every connection). Idempotent.
+        ``close_connection_pool`` is accepted for redis-py compatibility and ignored: the
+        provider's owner decides."""
         if self._closed:
             return
         self._closed = True
+        self._gate = _CLOSED_GATE
         for pipe in list(self._watching):
-            await pipe.reset()  # a WATCHing pipeline holds a connection
+            await pipe._abandon()  # a WATCHing pipeline holds a connection
         for pubsub in list(self._pubsubs):
-            await pubsub.aclose()
-        await self._provider.aclose()
+            try:
+                await pubsub.aclose()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("closing a pubsub failed", exc_info=True)
+        if self._owns_provider:
+            await self._provider.aclose()
+            await _seal_provider(self._provider)
 
     async def close(self, close_connection_pool: bool | None = None) -> None:
         """Alias of :meth:`aclose`."""
@@ -218,6 +505,11 @@ class FailoverPipeline(Pipeline):
     After ``watch()`` the pipeline is bound to the database the WATCH ran on (immediate
     commands, MULTI, EXEC all go there); if the active database changes before ``execute()``,
     ``execute()`` raises ``WatchError`` instead of committing elsewhere.
+
+    Once its client is closed, what would reach a database (``execute()``, ``watch()``, an
+    immediate command while WATCHing) raises :class:`~faulttol_redis.ClientClosedError`;
+    buffering a command does no I/O and is not checked. Closing the client releases the
+    connection of a WATCHing pipeline.
     """
 
     def __init__(self, client: FailoverRedis, transaction: bool, shard_hint: Any) -> None:
@@ -228,34 +520,62 @@ class FailoverPipeline(Pipeline):
         super().__init__(getattr(active, "connection_pool", None),  # type: ignore[arg-type]
                          getattr(active, "response_callbacks", {}), transaction, shard_hint)
 
+    async def _check_open(self) -> None:
+        if self._client._is_closed():
+            await self.reset()
+            raise self._client._closed_error()
+
     # While WATCHing, everything goes to the real pipeline on the bound database.
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         real = self._real
         if real is not None:
             result = real.execute_command(*args, **kwargs)
-            return self if result is real else result
+            # buffered (after MULTI): the real pipeline; else an immediate command, not run yet
+            return self if result is real else self._immediate(result)
         if args and _is_watch(args[0]) and not self.explicit_transaction:
             return self._bind_and_watch(*args, **kwargs)
         return self.pipeline_execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
+    async def _immediate(self, command: Awaitable[Any]) -> Any:
+        """Await an immediate command of the bound pipeline, unless the client closed."""
+        client = self._client
+        if client._is_closed():
+            close = getattr(command, "close", None)
+            if close is not None:
+                close()  # never started: no I/O, no "never awaited" warning
+            await self._check_open()
+        try:
+            return await command
+        except BaseException as exc:
+            if client._is_closed():
+                await self.reset()
+                raise client._after_close(exc)  # noqa: B904 - the cause is set
+            raise
+
     async def _bind_and_watch(self, *args: Any, **kwargs: Any) -> Any:
         if self.command_stack:
             raise RedisError("Cannot issue a WATCH after commands were queued")
-        provider = self._client.provider
-        await provider.initialize()
+        await self._check_open()
+        client = self._client
+        provider = client.provider
+        await client.initialize()
         db = provider._active.target
         real = db.client.pipeline(self.is_transaction, self.shard_hint)
         try:
             if _is_cluster(db):
                 await real.initialize()  # on this loop (see _run_pipeline)
             result = await real.execute_command(*args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             await real.reset()
+            if client._is_closed():
+                raise client._after_close(exc)  # noqa: B904 - the cause is set
             raise
         self._bound, self._real = db, real
         self.watching = True
-        self._client._watching.add(self)
+        client._watching.add(self)
+        if client._is_closed():  # closed while the WATCH ran
+            await self._check_open()
         return result
 
     def multi(self) -> None:
@@ -267,30 +587,46 @@ class FailoverPipeline(Pipeline):
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands to the active database (see the class docstring)."""
+        await self._check_open()
+        client = self._client
         real = self._real
         if real is not None:
             try:
-                if self._client.provider._active.target is not self._bound:
+                if client.provider._active.target is not self._bound:
                     raise WatchError("the active database changed after WATCH")
                 real.scripts |= self.scripts
                 return await real.execute(raise_on_error)  # type: ignore[no-any-return]
+            except BaseException as exc:
+                if client._is_closed():
+                    raise client._after_close(exc)  # noqa: B904 - the cause is set
+                raise
             finally:
                 await self.reset()
         stack = self.command_stack
         if not stack:
             return []
-        provider = self._client.provider
+        provider = client.provider
         try:
             if not provider._initialized:
-                await provider.initialize()
+                await client.initialize()
             return await provider.execute_with_async(
-                _run_pipeline,
+                self._attempt,
                 (stack, self.scripts, self.is_transaction, self.shard_hint, raise_on_error),
                 None,
                 self._may_replay,
             )
+        except BaseException as exc:
+            if client._is_closed():
+                raise client._after_close(exc)  # noqa: B904 - the cause is set
+            raise
         finally:
             await self.reset()
+
+    def _attempt(self, db: AsyncDatabase, *call: Any) -> Awaitable[list[Any]]:
+        """One attempt of the pipeline; stops the provider at once if the client closed."""
+        if self._client._is_closed():
+            raise _ClientClosed
+        return _run_pipeline(db, *call)
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
         return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
@@ -300,14 +636,27 @@ class FailoverPipeline(Pipeline):
         self._client._watching.discard(self)
         try:
             if real is not None:
+                if self._client._is_closed():
+                    real.watching = False  # no UNWATCH: the close ended the connection's WATCH
                 await real.reset()
         finally:
             await super().reset()  # type: ignore[no-untyped-call]  # holds no connection: clears the buffer and flags
+
+    async def _abandon(self) -> None:
+        """The client is closing: disconnect the WATCHing connection (which ends the WATCH);
+        the pipeline's next call finds the client closed and resets it."""
+        conn = getattr(self._real, "connection", None)
+        if conn is not None:
+            try:
+                await conn.disconnect(nowait=True)
+            except Exception:  # pragma: no cover - best effort on shutdown
+                _log.debug("closing a WATCHing pipeline's connection failed", exc_info=True)
 
     async def unwatch(self) -> Any:  # type: ignore[override]
         real = self._real
         if real is None:
             return True
+        await self._check_open()
         try:
             return await real.unwatch()
         finally:
@@ -337,12 +686,19 @@ class FailoverPubSub(PubSub):
     in the task that next uses the pubsub (``get_message``, ``listen``, ``run`` or a
     (un)subscribe call). Subscribe confirmations for the re-subscribed channels arrive again, as
     after a redis-py reconnect.
+
+    ``aclose()`` (also called by the client's ``aclose()``; ``close()``, ``reset()`` and
+    ``async with`` are redis-py's aliases of it) is final: a reader awaiting a message gets
+    :class:`~faulttol_redis.ClientClosedError`, ``run()`` returns, and every later use raises
+    ``ClientClosedError`` (it never reconnects nor re-subscribes). So does a pubsub whose
+    provider was closed.
     """
 
     def __init__(self, provider: FailoverProvider, **kwargs: Any) -> None:
         self._provider = provider
         self._db: AsyncDatabase = provider._active.target
         self._moving = False
+        self._closed = False
         super().__init__(_pubsub_pool(self._db), **kwargs)
         ref = weakref.WeakMethod(self._on_switch)
 
@@ -394,15 +750,50 @@ class FailoverPubSub(PubSub):
     def _must_follow(self) -> bool:
         return self._moving or self._provider._active.target is not self._db
 
+    # ----------------------------------------------------------------------- lifecycle
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider._closed
+
+    async def _check_open(self) -> None:
+        if self._is_closed():
+            if not self._closed:  # the provider was closed: release what is left
+                await self.aclose()
+            raise _closed_error("pubsub")
+
+    async def aclose(self) -> None:
+        """Close the pubsub for good (see the class docstring). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._provider.remove_switch_listener(self._listener)
+        await super().aclose()  # type: ignore[no-untyped-call]
+
+    async def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
+        """redis-py reconnects a pubsub connection after a read error; a closed one stays
+        closed."""
+        if self._is_closed():
+            await conn.disconnect(nowait=True)
+            return
+        await super()._reconnect(conn, *args, **kwargs)
+
+    # ----------------------------------------------------------------------------- I/O
+
     async def execute_command(self, *args: Any) -> None:
+        await self._check_open()
         provider = self._provider
         if not provider._initialized:
             await provider.initialize()
         if self._must_follow():
             await self._follow()
-        await super().execute_command(*args)
+        try:
+            await super().execute_command(*args)
+        except Exception as exc:
+            if self._is_closed():
+                raise _error_after_close(exc, "pubsub")  # noqa: B904 - the cause is set
+            raise
 
     async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
+        await self._check_open()
         if self._must_follow():
             await self._follow()
         conn: Any = self.connection
@@ -411,8 +802,23 @@ class FailoverPubSub(PubSub):
         except Exception as exc:
             return await self._on_read_error(exc, conn)
 
+    async def listen(self) -> AsyncIterator[Any]:
+        await self._check_open()
+        async for message in super().listen():
+            yield message
+
+    async def run(self, **kwargs: Any) -> None:
+        """redis-py's ``run()``; returns (instead of raising) when the pubsub is closed."""
+        try:
+            await super().run(**kwargs)
+        except ClientClosedError:
+            if not self._closed:
+                raise
+
     async def _on_read_error(self, exc: Exception, conn: Any) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down."""
+        if self._is_closed():
+            raise _error_after_close(exc, "pubsub")
         provider = self._provider
         if self._must_follow():
             await self._follow()  # the switch closed our connection under the reader
@@ -438,6 +844,8 @@ class FailoverPubSub(PubSub):
 
     async def _reconnect_same(self, conn: Any) -> None:
         """Reconnect to the same database, re-subscribing."""
+        if self._is_closed():
+            return  # closed meanwhile: the next use raises
         if not _is_cluster(self._db):
             await conn.connect()  # the connect callback re-subscribes
             return
@@ -452,7 +860,3 @@ class FailoverPubSub(PubSub):
             await self.connection_pool.release(conn)
         if self.subscribed:
             await self.on_connect(None)  # type: ignore[arg-type]  # subscribing connects
-
-    async def aclose(self) -> None:
-        self._provider.remove_switch_listener(self._listener)
-        await super().aclose()  # type: ignore[no-untyped-call]
