@@ -26,6 +26,11 @@ Time-driven transitions (an elapsed open wait with automatic transition enabled,
 half-open time limit) are applied whenever the breaker is read or called, under any clock;
 on the real clock a daemon timer also applies them when nobody is looking.
 
+How the breaker behaves in each state is one small class per state (``_Closed``,
+``_Open``, ``_HalfOpen``, ``_Disabled``, ``_ForcedOpen``, ``_MetricsOnly``: resilience4j's
+model), entered by ``_enter`` and consulted under the lock when a call needs a permit or an
+outcome is recorded; the lock-free success path does not consult them.
+
 This module holds the breaker and its error; its configuration (``CircuitBreakerConfig``,
 ``SlidingWindowType``, the ``DEFAULT_*`` constants), its metrics and counters, and the
 ``State`` enum live in modules of their own and are re-exported here, so
@@ -40,7 +45,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 
 from ._breaker_config import (
     DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED,
@@ -115,8 +120,6 @@ _HALF_OPEN = State.HALF_OPEN
 _DISABLED = State.DISABLED
 _FORCED_OPEN = State.FORCED_OPEN
 _METRICS_ONLY = State.METRICS_ONLY
-_ADMITTING = frozenset({_CLOSED, _DISABLED, _METRICS_ONLY})
-_RECORDING_NOTHING = frozenset({_DISABLED, _FORCED_OPEN})
 
 # --- errors ----------------------------------------------------------------------------
 
@@ -157,6 +160,232 @@ class _BreakerEvents(CircuitBreakerEvents):
 
 # Outcome of classifying an exception.
 _SUCCESS, _FAILURE, _IGNORED, _NOT_COUNTED = range(4)
+
+
+# --- the states ------------------------------------------------------------------------
+# resilience4j's model: one small class per state says how the breaker behaves in it. Each
+# is a stateless singleton; the data (window, permits, deadlines) stays on the breaker, and
+# every method is called with the breaker's lock held (``enter`` from ``_enter``, the others
+# from the recording and permission paths). The lock-free success path never reaches them:
+# it reads ``_admits_all`` and queues the success in the window.
+
+
+class _BreakerState:
+    """How the breaker behaves in one :class:`State` (the base: admits nothing, records
+    outcomes, changes nothing on its own)."""
+
+    __slots__ = ()
+
+    state: ClassVar[State]
+    admits_all: ClassVar[bool] = False
+    """Every call is admitted without permission bookkeeping (the lock-free path)."""
+    records: ClassVar[bool] = True
+    """Outcomes go to the window and publish success/error events."""
+    timed: ClassVar[bool] = False
+    """Time alone may move the breaker out of this state."""
+
+    def enter(self, breaker: CircuitBreaker, now: float) -> None:
+        """Set this state up: metrics, permits, deadlines, timers."""
+
+    def acquire(self, breaker: CircuitBreaker, now: float, out: list[CircuitBreakerEvent]) -> bool:
+        """Admit one call (taking a permit where there are permits)?"""
+        return self.admits_all
+
+    def would_admit(self, breaker: CircuitBreaker, now: float) -> bool:
+        """Would a call be admitted now (no permit taken, nothing counted)?"""
+        return self.admits_all
+
+    def release(self, breaker: CircuitBreaker) -> None:
+        """Give back the permit of a call that did not complete."""
+
+    def on_recorded(
+        self,
+        breaker: CircuitBreaker,
+        window: CountWindow | TimeWindow,
+        now: float,
+        out: list[CircuitBreakerEvent],
+    ) -> None:
+        """Act on the window right after an outcome was recorded in it."""
+
+    def time_due(self, breaker: CircuitBreaker, now: float) -> State | None:
+        """The state that elapsed time has made due, if any."""
+        return None
+
+    def deadline(self, breaker: CircuitBreaker) -> float:
+        """When :meth:`time_due` will answer (for the timer)."""
+        return math.inf
+
+
+class _FreshMainWindow(_BreakerState):
+    """States that start with fresh metrics in the main window."""
+
+    __slots__ = ()
+
+    def enter(self, breaker: CircuitBreaker, now: float) -> None:
+        breaker._main_window.reset()
+        breaker._fresh_metrics(breaker._main_window)
+        breaker._minimum_calls = breaker._main_minimum
+        breaker._reported_failure_rate = breaker._reported_slow_rate = False
+
+
+class _Closed(_FreshMainWindow):
+    """Admits every call; opens when a rate of the window reaches its threshold."""
+
+    __slots__ = ()
+    state = _CLOSED
+    admits_all = True
+
+    def enter(self, breaker: CircuitBreaker, now: float) -> None:
+        breaker._open_attempts = 0
+        super().enter(breaker, now)
+
+    def on_recorded(
+        self,
+        breaker: CircuitBreaker,
+        window: CountWindow | TimeWindow,
+        now: float,
+        out: list[CircuitBreakerEvent],
+    ) -> None:
+        failure, slow = breaker._exceeded(window, breaker.config.minimum_number_of_failures)
+        if failure or slow:
+            breaker._emit_exceeded(out, window, failure, slow, now)
+            breaker._transition(_OPEN, now, out)
+        else:
+            breaker._refresh_fast_path()
+
+
+class _Open(_BreakerState):
+    """Rejects calls until its wait has passed; the metrics carry over (from CLOSED, or
+    from HALF_OPEN's trial calls). The next call after the wait, or the timer when the
+    automatic transition is enabled, moves it to HALF_OPEN."""
+
+    __slots__ = ()
+    state = _OPEN
+    timed = True
+
+    def enter(self, breaker: CircuitBreaker, now: float) -> None:
+        breaker._open_attempts += 1
+        wait = breaker._open_wait(breaker._open_attempts)
+        breaker._open_until = now + wait
+        if breaker.config.automatic_transition_from_open_to_half_open_enabled:
+            breaker._start_timer(wait)
+
+    def acquire(self, breaker: CircuitBreaker, now: float, out: list[CircuitBreakerEvent]) -> bool:
+        if now < breaker._open_until:
+            return False
+        breaker._transition(_HALF_OPEN, now, out)
+        return breaker._behavior.acquire(breaker, now, out)
+
+    def would_admit(self, breaker: CircuitBreaker, now: float) -> bool:
+        return now >= breaker._open_until  # the next call would be a trial call
+
+    def time_due(self, breaker: CircuitBreaker, now: float) -> State | None:
+        if (
+            breaker.config.automatic_transition_from_open_to_half_open_enabled
+            and now >= breaker._open_until
+        ):
+            return _HALF_OPEN
+        return None
+
+    def deadline(self, breaker: CircuitBreaker) -> float:
+        return breaker._open_until
+
+
+class _HalfOpen(_BreakerState):
+    """Admits the permitted trial calls, then decides CLOSED or OPEN from their outcomes
+    (rates only: ``minimum_number_of_failures`` does not apply); goes back to OPEN when it
+    lasts longer than ``max_wait_duration_in_half_open_state`` (if set)."""
+
+    __slots__ = ()
+    state = _HALF_OPEN
+    timed = True
+
+    def enter(self, breaker: CircuitBreaker, now: float) -> None:
+        cfg = breaker.config
+        permitted = cfg.permitted_number_of_calls_in_half_open_state
+        breaker._fresh_metrics(CountWindow(permitted, cfg.slow_call_duration_threshold))
+        breaker._minimum_calls = permitted
+        breaker._half_open_permits = permitted
+        if cfg.max_wait_duration_in_half_open_state > 0:
+            breaker._half_open_deadline = now + cfg.max_wait_duration_in_half_open_state
+            breaker._start_timer(cfg.max_wait_duration_in_half_open_state)
+
+    def acquire(self, breaker: CircuitBreaker, now: float, out: list[CircuitBreakerEvent]) -> bool:
+        if breaker._half_open_permits > 0:
+            breaker._half_open_permits -= 1
+            return True
+        return False
+
+    def would_admit(self, breaker: CircuitBreaker, now: float) -> bool:
+        return breaker._half_open_permits > 0
+
+    def release(self, breaker: CircuitBreaker) -> None:
+        breaker._half_open_permits = min(
+            breaker._half_open_permits + 1,
+            breaker.config.permitted_number_of_calls_in_half_open_state,
+        )
+
+    def on_recorded(
+        self,
+        breaker: CircuitBreaker,
+        window: CountWindow | TimeWindow,
+        now: float,
+        out: list[CircuitBreakerEvent],
+    ) -> None:
+        if window.total_calls >= breaker._minimum_calls:
+            failure, slow = breaker._exceeded(window, 0)
+            if failure or slow:
+                breaker._emit_exceeded(out, window, failure, slow, now)
+                breaker._transition(_OPEN, now, out)
+            else:
+                breaker._transition(_CLOSED, now, out)
+
+    def time_due(self, breaker: CircuitBreaker, now: float) -> State | None:
+        return _OPEN if now >= breaker._half_open_deadline else None
+
+    def deadline(self, breaker: CircuitBreaker) -> float:
+        return breaker._half_open_deadline
+
+
+class _Disabled(_FreshMainWindow):
+    """Admits every call, records nothing, publishes no success/error events."""
+
+    __slots__ = ()
+    state = _DISABLED
+    admits_all = True
+    records = False
+
+
+class _ForcedOpen(_FreshMainWindow):
+    """Rejects every call (each counted, with a not-permitted event) until another manual
+    transition; records nothing."""
+
+    __slots__ = ()
+    state = _FORCED_OPEN
+    records = False
+
+
+class _MetricsOnly(_FreshMainWindow):
+    """Admits every call, records and reports each exceeded rate once, never trips."""
+
+    __slots__ = ()
+    state = _METRICS_ONLY
+    admits_all = True
+
+    def on_recorded(
+        self,
+        breaker: CircuitBreaker,
+        window: CountWindow | TimeWindow,
+        now: float,
+        out: list[CircuitBreakerEvent],
+    ) -> None:
+        breaker._report_once(window, now, out)
+
+
+_STATES: dict[State, _BreakerState] = {
+    behavior.state: behavior
+    for behavior in (_Closed(), _Open(), _HalfOpen(), _Disabled(), _ForcedOpen(), _MetricsOnly())
+}
 
 
 # --- the breaker -----------------------------------------------------------------------
@@ -202,8 +431,9 @@ class CircuitBreaker:
             self._main_minimum = cfg.minimum_number_of_calls
         # The hot path calls this bound method of the one main window (reset in place).
         self._queue_success = self._main_window.try_queue_success
-        # Bookkeeping, guarded by _lock. _state and _admits_all are also read without it
-        # (single attribute reads: a racing call sees the old or the new value).
+        # Bookkeeping, guarded by _lock. _state, _behavior and _admits_all are also read
+        # without it (single attribute reads: a racing call sees the old or the new value).
+        self._behavior: _BreakerState = _STATES[_CLOSED]  # how the breaker acts in _state
         self._state = _CLOSED
         self._admits_all = True  # CLOSED, DISABLED, METRICS_ONLY: no permission bookkeeping
         self._window: CountWindow | TimeWindow = self._main_window
@@ -235,16 +465,16 @@ class CircuitBreaker:
         An elapsed open wait with automatic transition enabled gives HALF_OPEN, an elapsed
         half-open time limit gives OPEN; this holds under any clock (also a fake one).
         """
-        state = self._state
-        if state is _OPEN or state is _HALF_OPEN:
+        behavior = self._behavior
+        if behavior.timed:
             now = self._monotonic()
-            if self._time_transition_due(state, now):
+            if behavior.time_due(self, now) is not None:
                 out: list[CircuitBreakerEvent] = []
                 with self._lock:
                     self._apply_time(now, out)
-                    state = self._state
+                    behavior = self._behavior
                 self._publish(out)
-        return state
+        return behavior.state
 
     @property
     def metrics(self) -> CircuitBreakerMetrics:
@@ -341,12 +571,7 @@ class CircuitBreaker:
         now = self._monotonic()
         with self._lock:
             self._apply_time(now, out)
-            state = self._state
-            permitted = (
-                state in _ADMITTING
-                or (state is _OPEN and now >= self._open_until)
-                or (state is _HALF_OPEN and self._half_open_permits > 0)
-            )
+            permitted = self._behavior.would_admit(self, now)
         if out:
             self._publish(out)
         return permitted
@@ -509,7 +734,7 @@ class CircuitBreaker:
             with self._lock:
                 self._release()
                 self._count_ignored += 1
-                if self._state not in _RECORDING_NOTHING and self.events.wants(
+                if self._behavior.records and self.events.wants(
                     CircuitBreakerOnIgnoredErrorEvent
                 ):
                     out.append(
@@ -543,8 +768,8 @@ class CircuitBreaker:
         out: list[CircuitBreakerEvent] = []
         with self._lock:
             self._apply_time(now, out)
-            state = self._state
-            publishing = state not in _RECORDING_NOTHING
+            behavior = self._behavior
+            publishing = behavior.records
             slow_call = duration > self._slow_duration
             if failed:
                 self._count_failed += 1
@@ -571,23 +796,7 @@ class CircuitBreaker:
             if publishing:
                 window = self._window
                 window.record(duration, failed, now)
-                if state is _CLOSED:
-                    failure, slow = self._exceeded(window, self.config.minimum_number_of_failures)
-                    if failure or slow:
-                        self._emit_exceeded(out, window, failure, slow, now)
-                        self._transition(_OPEN, now, out)
-                    else:
-                        self._refresh_fast_path()
-                elif state is _HALF_OPEN:
-                    if window.total_calls >= self._minimum_calls:
-                        failure, slow = self._exceeded(window, 0)
-                        if failure or slow:
-                            self._emit_exceeded(out, window, failure, slow, now)
-                            self._transition(_OPEN, now, out)
-                        else:
-                            self._transition(_CLOSED, now, out)
-                elif state is _METRICS_ONLY:
-                    self._report_once(window, now, out)
+                behavior.on_recorded(self, window, now, out)
         if out:
             self._publish(out)
 
@@ -659,14 +868,7 @@ class CircuitBreaker:
 
     def _acquire(self, now: float, out: list[CircuitBreakerEvent]) -> bool:
         self._apply_time(now, out)
-        state = self._state
-        if state is _OPEN and now >= self._open_until:
-            self._transition(_HALF_OPEN, now, out)
-            state = _HALF_OPEN
-        if state is _HALF_OPEN and self._half_open_permits > 0:
-            self._half_open_permits -= 1
-            return True
-        if state in _ADMITTING:
+        if self._behavior.acquire(self, now, out):
             return True
         self._not_permitted += 1
         self._count_not_permitted += 1
@@ -675,27 +877,15 @@ class CircuitBreaker:
         return False
 
     def _release(self) -> None:
-        if self._state is _HALF_OPEN:
-            self._half_open_permits = min(
-                self._half_open_permits + 1,
-                self.config.permitted_number_of_calls_in_half_open_state,
-            )
+        self._behavior.release(self)
 
     # --- transitions -------------------------------------------------------------------
 
-    def _time_transition_due(self, state: State, now: float) -> bool:
-        if state is _OPEN:
-            return (
-                self.config.automatic_transition_from_open_to_half_open_enabled
-                and now >= self._open_until
-            )
-        return state is _HALF_OPEN and now >= self._half_open_deadline
-
     def _apply_time(self, now: float, out: list[CircuitBreakerEvent]) -> None:
         """Make the transition that time has made due, if any (lock held)."""
-        state = self._state
-        if self._time_transition_due(state, now):
-            self._transition(_HALF_OPEN if state is _OPEN else _OPEN, now, out)
+        due = self._behavior.time_due(self, now)
+        if due is not None:
+            self._transition(due, now, out)
 
     def _transition_from_outside(self, to: State) -> None:
         out: list[CircuitBreakerEvent] = []
@@ -722,36 +912,16 @@ class CircuitBreaker:
 
     def _enter(self, to: State, now: float) -> None:
         """Set up state ``to``: metrics, permits, deadlines, timers (lock held)."""
-        cfg = self.config
         self._epoch += 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        behavior = _STATES[to]
+        self._behavior = behavior
         self._state = to
-        self._admits_all = to in _ADMITTING
+        self._admits_all = behavior.admits_all
         self._half_open_deadline = math.inf
-        if to is _OPEN:
-            # Metrics carry over (from CLOSED, or from HALF_OPEN's trial calls).
-            self._open_attempts += 1
-            wait = self._open_wait(self._open_attempts)
-            self._open_until = now + wait
-            if cfg.automatic_transition_from_open_to_half_open_enabled:
-                self._start_timer(wait)
-        elif to is _HALF_OPEN:
-            permitted = cfg.permitted_number_of_calls_in_half_open_state
-            self._fresh_metrics(CountWindow(permitted, cfg.slow_call_duration_threshold))
-            self._minimum_calls = permitted
-            self._half_open_permits = permitted
-            if cfg.max_wait_duration_in_half_open_state > 0:
-                self._half_open_deadline = now + cfg.max_wait_duration_in_half_open_state
-                self._start_timer(cfg.max_wait_duration_in_half_open_state)
-        else:
-            if to is _CLOSED:
-                self._open_attempts = 0
-            self._main_window.reset()
-            self._fresh_metrics(self._main_window)
-            self._minimum_calls = self._main_minimum
-            self._reported_failure_rate = self._reported_slow_rate = False
+        behavior.enter(self, now)
         self._refresh_fast_path()
 
     def _fresh_metrics(self, window: CountWindow | TimeWindow) -> None:
@@ -795,12 +965,11 @@ class CircuitBreaker:
             if epoch != self._epoch:
                 return  # a transition happened since this timer was started
             self._timer = None
-            state = self._state
-            if self._time_transition_due(state, now):
+            behavior = self._behavior
+            if behavior.time_due(self, now) is not None:
                 self._apply_time(now, out)
             else:  # woke a hair early: wait for the rest
-                deadline = self._open_until if state is _OPEN else self._half_open_deadline
-                self._start_timer(max(deadline - now, 0.001))
+                self._start_timer(max(behavior.deadline(self) - now, 0.001))
         self._publish(out)
 
     # --- events and reads --------------------------------------------------------------
