@@ -301,3 +301,50 @@ def test_validation_is_public() -> None:
     assert validation.ConfigTypeError is faulttol.ConfigTypeError
     for name in validation.__all__:
         assert not name.startswith("_") and getattr(validation, name).__doc__, name
+
+
+# --- OrderedProvider's own arguments ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [("health_check_interval", math.nan, "> 0"), ("health_check_interval", math.inf, "> 0"),
+     ("failover_delay", math.nan, ">= 0"), ("auto_failback_interval", math.nan, "> 0"),
+     ("auto_failback_grace_period", math.nan, ">= 0"), ("failover_attempts", 0, ">= 1")],
+)
+def test_ordered_provider_refuses_out_of_range_arguments(
+    field: str, value: object, allowed: str
+) -> None:
+    # NaN (and an infinite interval) used to be accepted: every comparison with NaN is false.
+    _range_error(
+        lambda: faulttol.OrderedProvider(["a"], start_health_checks=False, **{field: value}),
+        field,
+        allowed,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("health_check_interval", "5"), ("failover_attempts", 2.0), ("failover_delay", True),
+     ("strategy", None), ("fallback_exceptions", ["x"])],
+)
+def test_ordered_provider_refuses_wrong_kinds_naming_the_argument(
+    field: str, value: object
+) -> None:
+    # A string interval used to fail with "'<=' not supported between 'str' and 'int'".
+    _type_error(
+        lambda: faulttol.OrderedProvider(["a"], start_health_checks=False, **{field: value}),
+        field,
+    )
+
+
+def test_ordered_provider_weights_follow_the_rule() -> None:
+    _range_error(
+        lambda: faulttol.OrderedProvider(["a"], weights=[math.inf], start_health_checks=False),
+        "weight",
+        ">= 0",
+    )
+    _type_error(
+        lambda: faulttol.OrderedProvider(["a"], weights=["1"], start_health_checks=False),
+        "weight",
+    )
