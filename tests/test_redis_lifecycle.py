@@ -10,6 +10,7 @@ closed for good; nothing opens a socket afterwards. "No new socket" is checked o
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,32 @@ class Inspector:
                 return True
             time.sleep(0.01)
         return self.connected() == [0] * len(self.clients)
+
+
+READS = frozenset({"read_response", "can_read", "_read_from_socket", "read", "readline"})
+"""Functions a pubsub reader is in while it waits for the server (sync and asyncio)."""
+
+
+def thread_blocked_in_read(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is waiting in a socket read of redis-py right now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name in READS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def task_waiting_in_read(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is suspended in a socket read of redis.asyncio right now (follows
+    the chain of awaited coroutines, which ``Task.get_stack()`` does not)."""
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is not None and frame.f_code.co_name in READS:
+            return True
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return False
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -263,7 +290,7 @@ def test_close_wakes_a_pubsub_reader_with_client_closed_error(redis_servers: Ser
     thread = threading.Thread(target=reader)
     thread.start()
     assert reading.wait(5)
-    time.sleep(0.1)  # let the reader block in the socket read (a real-time race, on purpose)
+    assert wait_for(lambda: thread_blocked_in_read(thread))
     client.close()
     thread.join(5)
     assert not thread.is_alive()
@@ -511,7 +538,10 @@ async def test_async_aclose_wakes_a_pubsub_reader_with_client_closed_error(
             await ps.get_message(timeout=10)
 
     task = asyncio.create_task(reader())
-    await asyncio.sleep(0.1)  # the reader awaits the socket
+    deadline = time.monotonic() + 5
+    while not task_waiting_in_read(task) and time.monotonic() < deadline:
+        await asyncio.sleep(0)
+    assert task_waiting_in_read(task)
     await client.aclose()
     done, _ = await asyncio.wait([task], timeout=5)
     assert task in done
