@@ -29,6 +29,8 @@ from faulttol_redis import (
     PingHealthCheck,
     SwitchEvent,
     SwitchReason,
+    create_async_client,
+    create_client,
 )
 from faulttol_redis.testing import LocalCluster, RedisServer, cluster_factory, free_port
 
@@ -54,7 +56,7 @@ def start_cluster() -> Iterator[StartCluster]:
 
 
 def cluster_client(database: DatabaseConfig, **overrides: Any) -> redis.cluster.RedisCluster:
-    client = database.create_client(**overrides)
+    client = create_client(database, **overrides)
     assert isinstance(client, redis.cluster.RedisCluster)
     return client
 
@@ -82,7 +84,7 @@ def healthy(database: DatabaseConfig, client: Any = None) -> bool:
     """One PingHealthCheck probe, as the provider runs it: raising counts as unhealthy."""
     own = client is None
     if own:
-        client = database.create_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+        client = create_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
     try:
         return PingHealthCheck().check(client, database)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
@@ -143,7 +145,7 @@ def test_launcher_stops_every_node_even_when_the_body_raises() -> None:
 
 def test_cluster_client_is_made_without_io_and_reports_unreachable_as_connection_error() -> None:
     database = DatabaseConfig("127.0.0.1", free_port(), cluster=True)
-    client = database.create_client(socket_connect_timeout=0.2)  # nothing listens: no error
+    client = create_client(database, socket_connect_timeout=0.2)  # nothing listens: no error
     assert isinstance(client, redis.cluster.RedisCluster)
     try:
         with pytest.raises(ClusterConnectionError) as caught:
@@ -186,7 +188,7 @@ def test_concurrent_first_commands_initialize_once(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.cluster.NodesManager, "initialize", counting)
-    client = cluster_db(cluster).create_client()
+    client = create_client(cluster_db(cluster))
     keys = [f"first:{i}" for i in range(24)]
     barrier = threading.Barrier(len(keys))
     results: dict[str, Any] = {}
@@ -234,7 +236,7 @@ def test_ping_check_asks_every_primary(cluster: LocalCluster) -> None:
 
 async def test_async_cluster_client_routes_and_is_health_checked(cluster: LocalCluster) -> None:
     database = cluster_db(cluster)
-    client = database.create_async_client()
+    client = create_async_client(database)
     assert isinstance(client, redis.asyncio.cluster.RedisCluster)
     keys = cluster.keys_on_every_node("async")
     try:
@@ -252,7 +254,7 @@ async def test_async_cluster_client_routes_and_is_health_checked(cluster: LocalC
 
 async def test_async_cluster_client_reports_unreachable_as_connection_error() -> None:
     database = DatabaseConfig("127.0.0.1", free_port(), cluster=True)
-    client = database.create_async_client(socket_connect_timeout=0.2)
+    client = create_async_client(database, socket_connect_timeout=0.2)
     try:
         with pytest.raises(ClusterConnectionError) as caught:
             await client.set("k", "v")
@@ -539,8 +541,8 @@ def test_clusterdown_and_unreachable_cluster_are_connection_errors(
 ) -> None:
     cluster = start_cluster()
     database = cluster_db(cluster)
-    client = database.create_client()
-    probe = database.create_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = create_client(database)
+    probe = create_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
     keys = cluster.keys_on_every_node("down")
     redis_py = redis.cluster.RedisCluster("127.0.0.1", cluster.ports[0])
     try:

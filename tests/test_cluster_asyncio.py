@@ -29,6 +29,8 @@ from faulttol_redis import (
     PingHealthCheck,
     SwitchEvent,
     SwitchReason,
+    create_async_client,
+    create_client,
 )
 from faulttol_redis._cluster import pubsub_node_pool
 from faulttol_redis.asyncio import FailoverRedis
@@ -368,7 +370,7 @@ async def test_killing_a_primary_fails_over_without_application_errors(
 
 def sync_verdict(database: DatabaseConfig, policy: HealthCheckPolicy) -> bool | str:
     """One sync probe with a fresh probe client: True, False, or the error's class name."""
-    client = database.create_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = create_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
     try:
         return PingHealthCheck(cluster_policy=policy).check(client, database)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -383,7 +385,7 @@ async def async_verdict(
     """One asyncio probe (fresh probe client unless given): True, False or an error name."""
     own = client is None
     if own:
-        client = database.create_async_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+        client = create_async_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
     try:
         return await PingHealthCheck(cluster_policy=policy).check_async(client, database)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -401,9 +403,9 @@ async def test_cluster_policies_as_primaries_die(start_cluster: StartCluster) ->
     cluster = start_cluster()
     database = cluster_db(cluster)
     # Probe clients that live through the kills (as the provider's do) and fresh ones.
-    kept = {p: database.create_async_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+    kept = {p: create_async_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
             for p in POLICIES}
-    sync_client: Any = database.create_client(socket_timeout=0.3, socket_connect_timeout=0.3)
+    sync_client: Any = create_client(database, socket_timeout=0.3, socket_connect_timeout=0.3)
 
     async def verdicts() -> dict[HealthCheckPolicy, tuple[bool, bool, bool]]:
         found = {}
@@ -430,7 +432,7 @@ async def test_cluster_policies_as_primaries_die(start_cluster: StartCluster) ->
         assert sync_verdict(database, HealthCheckPolicy.HEALTHY_ANY) is True
 
         # A pipeline whose scripts cannot be loaded on every primary never ran.
-        script_client: Any = database.create_client()
+        script_client: Any = create_client(database)
         try:
             script = script_client.register_script("return 1")
             pipe = script_client.pipeline(transaction=False)
@@ -441,7 +443,7 @@ async def test_cluster_policies_as_primaries_die(start_cluster: StartCluster) ->
             assert caught.value.never_sent is True
         finally:
             script_client.close()
-        async_client: Any = database.create_async_client()
+        async_client: Any = create_async_client(database)
         try:
             pipe = async_client.pipeline(transaction=False)
             script = async_client.register_script("return 1")

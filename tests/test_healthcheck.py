@@ -26,6 +26,7 @@ import redis.cluster
 
 from faulttol.health import HealthCheckPolicy, run_probes
 from faulttol.testing import FakeClock
+from faulttol_redis import create_async_client, create_client
 from faulttol_redis.config import DatabaseConfig
 from faulttol_redis.healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 from faulttol_redis.testing import RedisServer
@@ -42,7 +43,7 @@ def test_ping_health_check_is_a_health_check() -> None:
 
 def test_ping_live_killed_paused(redis_server: RedisServer) -> None:
     database = DatabaseConfig(url=redis_server.url)
-    client = database.create_client(socket_timeout=0.2, socket_connect_timeout=0.2)
+    client = create_client(database, socket_timeout=0.2, socket_connect_timeout=0.2)
     check = PingHealthCheck()
     try:
         assert check.check(client, database) is True
@@ -74,7 +75,7 @@ def test_ping_live_killed_paused(redis_server: RedisServer) -> None:
 
 async def test_ping_async_live_killed_paused(redis_server: RedisServer) -> None:
     database = DatabaseConfig(url=redis_server.url)
-    client = database.create_async_client(socket_timeout=0.2, socket_connect_timeout=0.2)
+    client = create_async_client(database, socket_timeout=0.2, socket_connect_timeout=0.2)
     check = PingHealthCheck()
     try:
         assert await check.check_async(client, database) is True
@@ -119,7 +120,7 @@ def cluster_server() -> Iterator[RedisServer]:
 
 def test_ping_cluster_every_primary(cluster_server: RedisServer) -> None:
     database = DatabaseConfig(url=cluster_server.url, cluster=True)
-    client = database.create_client(socket_timeout=0.2, socket_connect_timeout=0.2)
+    client = create_client(database, socket_timeout=0.2, socket_connect_timeout=0.2)
     assert isinstance(client, redis.cluster.RedisCluster)
     check = PingHealthCheck()
     try:
@@ -141,7 +142,7 @@ def test_ping_cluster_without_primaries_is_unhealthy(
     cluster_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = DatabaseConfig(url=cluster_server.url, cluster=True)
-    client = database.create_client()
+    client = create_client(database)
     assert isinstance(client, redis.cluster.RedisCluster)
     try:
         monkeypatch.setattr(client, "get_primaries", lambda: [])
@@ -152,7 +153,7 @@ def test_ping_cluster_without_primaries_is_unhealthy(
 
 async def test_ping_async_cluster(cluster_server: RedisServer) -> None:
     database = DatabaseConfig(url=cluster_server.url, cluster=True)
-    client = database.create_async_client(socket_timeout=0.2, socket_connect_timeout=0.2)
+    client = create_async_client(database, socket_timeout=0.2, socket_connect_timeout=0.2)
     assert isinstance(client, redis.asyncio.cluster.RedisCluster)
     check = PingHealthCheck()
     try:
@@ -169,7 +170,7 @@ async def test_ping_async_cluster_without_primaries_is_unhealthy(
     cluster_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = DatabaseConfig(url=cluster_server.url, cluster=True)
-    client = database.create_async_client()
+    client = create_async_client(database)
     assert isinstance(client, redis.asyncio.cluster.RedisCluster)
     try:
         await client.initialize()

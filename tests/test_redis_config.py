@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 
 from faulttol import CallNotPermittedError, CircuitBreakerConfig, RetryConfig, SlidingWindowType
 from faulttol.health import HealthCheckPolicy
+from faulttol_redis import create_async_client, create_client
 from faulttol_redis.config import (
     DEFAULT_AUTO_FAILBACK_GRACE_PERIOD,
     DEFAULT_FAILOVER_ATTEMPTS,
@@ -167,7 +168,7 @@ def test_replace_keeps_validation() -> None:
 
 def test_create_client_has_retries_off() -> None:
     db = DatabaseConfig("127.0.0.1", 6390, client_kwargs={"socket_timeout": 0.25, "db": 2})
-    client = db.create_client()
+    client = create_client(db)
     assert isinstance(client, redis.Redis)
     try:
         retry = client.get_retry()
@@ -184,7 +185,7 @@ def test_create_client_has_retries_off() -> None:
 def test_create_client_overrides_and_user_retry() -> None:
     custom = redis.retry.Retry(NoBackoff(), 5)
     db = DatabaseConfig(url="redis://u:pw@127.0.0.1:6391/4", client_kwargs={"retry": custom})
-    client = db.create_client(socket_timeout=0.5)
+    client = create_client(db, socket_timeout=0.5)
     assert isinstance(client, redis.Redis)
     try:
         assert client.get_retry() is custom
@@ -194,12 +195,12 @@ def test_create_client_overrides_and_user_retry() -> None:
     finally:
         client.close()
     with pytest.raises(ValueError, match="cannot override 'host'"):
-        db.create_client(host="elsewhere")
+        create_client(db, host="elsewhere")
 
 
 def test_each_client_gets_its_own_retry_object() -> None:
     db = DatabaseConfig("127.0.0.1", 6392)
-    first, second = db.create_client(), db.create_client()
+    first, second = create_client(db), create_client(db)
     assert isinstance(first, redis.Redis) and isinstance(second, redis.Redis)
     try:
         assert first.get_retry() is not second.get_retry()
@@ -210,7 +211,7 @@ def test_each_client_gets_its_own_retry_object() -> None:
 
 async def test_create_async_client_has_retries_off() -> None:
     db = DatabaseConfig("127.0.0.1", 6393, client_kwargs={"socket_timeout": 0.25})
-    client = db.create_async_client()
+    client = create_async_client(db)
     assert isinstance(client, redis.asyncio.Redis)
     try:
         retry = client.get_retry()
@@ -221,7 +222,7 @@ async def test_create_async_client_has_retries_off() -> None:
 
 def test_created_client_talks_to_a_live_server(redis_server: RedisServer) -> None:
     db = DatabaseConfig(url=redis_server.url, client_kwargs={"decode_responses": True})
-    client = db.create_client()
+    client = create_client(db)
     try:
         client.set("k", "v")
         assert client.get("k") == "v"
@@ -231,7 +232,7 @@ def test_created_client_talks_to_a_live_server(redis_server: RedisServer) -> Non
 
 def test_create_client_does_not_retry_against_a_dead_server(redis_server: RedisServer) -> None:
     db = DatabaseConfig(url=redis_server.url, client_kwargs={"socket_timeout": 0.2})
-    client = db.create_client()
+    client = create_client(db)
     calls = 0
     original = redis.connection.Connection.connect
 

@@ -21,7 +21,14 @@ import pytest
 import redis
 
 from faulttol.testing import FakeClock
-from faulttol_redis import DatabaseConfig, FailoverProvider, FailoverRedis, MultiDbConfig
+from faulttol_redis import (
+    DatabaseConfig,
+    FailoverProvider,
+    FailoverRedis,
+    MultiDbConfig,
+    create_async_client,
+    create_client,
+)
 from faulttol_redis import asyncio as ft_asyncio
 from faulttol_redis._connection import (
     AsyncFailoverConnection,
@@ -346,17 +353,17 @@ def test_the_connection_class_follows_redis_pys_choice(tmp_path: Path) -> None:
          FailoverUnixDomainSocketConnection, AsyncFailoverUnixDomainSocketConnection),
     ]
     for config, sync_class, async_class in cases:
-        client = config.create_client()
+        client = create_client(config)
         assert _pool_class(client) is sync_class, config
-        assert _pool_class(config.create_async_client()) is async_class, config
+        assert _pool_class(create_async_client(config)) is async_class, config
         client.close()
     # the user's own choice is left alone
     own = DatabaseConfig(url="redis://127.0.0.1:6379/0",
                          client_kwargs={"connection_class": _OwnConnection})
-    assert _pool_class(own.create_client()) is _OwnConnection
+    assert _pool_class(create_client(own)) is _OwnConnection
     pool = redis.ConnectionPool(host="127.0.0.1", port=6379)
     given = DatabaseConfig("127.0.0.1", 6379, client_kwargs={"connection_pool": pool})
-    assert given.create_client().connection_pool is pool
+    assert create_client(given).connection_pool is pool
     assert pool.connection_class is redis.connection.Connection
 
 
@@ -364,7 +371,7 @@ def test_a_single_connection_client_marks_its_failures_too(redis_server: RedisSe
     config = DatabaseConfig("127.0.0.1", redis_server.port,
                             client_kwargs={"single_connection_client": True,
                                            "socket_timeout": 0.5, "client_name": "app"})
-    client: Any = config.create_client()
+    client: Any = create_client(config)
     try:
         assert isinstance(client.connection, FailoverConnection)
         assert client.ping() is True
@@ -495,7 +502,7 @@ async def test_async_tls_database_works_with_the_marking_connection(
     cert, _ = tls_files
     config = DatabaseConfig(url=f"rediss://127.0.0.1:{tls_port}/0",
                             client_kwargs={"ssl_ca_certs": str(cert), "socket_timeout": 0.5})
-    client: Any = config.create_async_client()
+    client: Any = create_async_client(config)
     try:
         assert _pool_class(client) is AsyncFailoverSSLConnection
         assert await client.incr("k") == 1
