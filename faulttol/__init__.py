@@ -4,6 +4,7 @@ Circuit breakers with count- and time-based sliding windows, retries with backof
 fallbacks, a composition builder, and an ordered provider that fails over between targets.
 """
 
+from ._breaker_protocol import Breaker
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import ConfigTypeError
 from .breaker import (
@@ -17,12 +18,27 @@ from .breaker import (
 )
 from .decorators import Decorators
 from .fallback import Fallback
-from .provider import OrderedProvider, SwitchEvent, SwitchReason
+from .provider import (
+    ActiveState,
+    AsyncOrderedProvider,
+    FailoverStrategy,
+    NoValidTargetError,
+    OrderedProvider,
+    ProviderConfig,
+    Slot,
+    SwitchEvent,
+    SwitchReason,
+    TargetStatus,
+    TemporaryUnavailableError,
+)
 from .registry import CircuitBreakerRegistry, RetryRegistry
 from .retry import MaxRetriesExceededError, Retry, RetryConfig
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "ActiveState",
+    "AsyncOrderedProvider",
+    "Breaker",
     "CallNotPermittedError",
     "CircuitBreaker",
     "CircuitBreakerConfig",
@@ -32,15 +48,21 @@ __all__ = [
     "Clock",
     "ConfigTypeError",
     "Decorators",
+    "FailoverStrategy",
     "Fallback",
     "MaxRetriesExceededError",
+    "NoValidTargetError",
     "OrderedProvider",
+    "ProviderConfig",
     "Retry",
     "RetryConfig",
     "RetryRegistry",
     "SlidingWindowType",
+    "Slot",
     "State",
     "SwitchEvent",
     "SwitchReason",
     "SystemClock",
+    "TargetStatus",
+    "TemporaryUnavailableError",
 ]

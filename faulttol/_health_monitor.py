@@ -103,6 +103,11 @@ class _MonitorBase:
 
     # --- recording -----------------------------------------------------------------------
 
+    def mark_nowait(self, index: int, healthy: bool) -> bool:
+        """Record a result from outside without calling ``on_change`` (for an owner that acts
+        on the flip itself); returns whether it flipped."""
+        return self._mark(index, healthy)
+
     def _mark(self, index: int, healthy: bool) -> bool:
         if index < 1:
             raise ValueError(f"index must be >= 1, got {index}")
@@ -358,11 +363,6 @@ class AsyncHealthMonitor(_MonitorBase):
         if flipped and notify:
             await self._notify(index, healthy)
         return flipped
-
-    def mark_nowait(self, index: int, healthy: bool) -> bool:
-        """Record a result from outside without calling ``on_change`` (for an owner that acts
-        on the flip itself); returns whether it flipped."""
-        return self._mark(index, healthy)
 
     async def check_target(self, index: int, *, notify: bool = True) -> bool:
         """Check target ``index`` now, in the calling task, and record the result."""

@@ -23,16 +23,12 @@ frame remains between the layers at call time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
+from ._breaker_protocol import as_breaker
 from .breaker import CircuitBreaker
 from .fallback import Fallback
 from .retry import Retry
-
-if TYPE_CHECKING:
-    import pybreaker
-
-    from .interop.pybreaker import PyBreakerAdapter
 
 __all__ = ["Decorators"]
 
@@ -62,20 +58,19 @@ class Decorators(Generic[P, R]):
         """Start building around ``fn`` (a plain or ``async def`` function)."""
         return Decorators(fn)
 
-    def with_circuit_breaker(
-        self, breaker: CircuitBreaker | PyBreakerAdapter | pybreaker.CircuitBreaker
-    ) -> Decorators[P, R]:
+    def with_circuit_breaker(self, breaker: object) -> Decorators[P, R]:
         """Guard what was built so far with ``breaker``.
 
-        Takes a faulttol :class:`~faulttol.CircuitBreaker`, a ``PyBreakerAdapter`` or a
-        ``pybreaker.CircuitBreaker`` (adapted with
-        :func:`faulttol.interop.pybreaker.as_faulttol_breaker`).
+        Takes a faulttol :class:`~faulttol.CircuitBreaker` or any object with its breaker API
+        (:class:`faulttol.Breaker`, e.g. a ``PyBreakerAdapter``). Adapting another library's
+        breaker is its adapter's job: once :mod:`faulttol.interop.pybreaker` is imported, a
+        ``pybreaker.CircuitBreaker`` is accepted too (wrapped in a ``PyBreakerAdapter``).
+        Anything else is a ``TypeError``.
         """
         if isinstance(breaker, CircuitBreaker):
             return Decorators(breaker.decorate(self._fn), self._original)
-        from .interop.pybreaker import as_faulttol_breaker  # imports pybreaker: only when used
-
-        return Decorators(as_faulttol_breaker(breaker).decorate(self._fn), self._original)
+        adapted = as_breaker(breaker, "with_circuit_breaker's breaker")
+        return Decorators(adapted.decorate(self._fn), self._original)
 
     def with_retry(self, retry: Retry) -> Decorators[P, R]:
         """Retry what was built so far with ``retry``."""

@@ -9,6 +9,7 @@ from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
 from ._clients import create_async_client, create_client
+from ._provider_base import DatabaseStatus
 from .client import FailoverPipeline, FailoverPubSub, FailoverRedis
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import (
@@ -24,6 +25,7 @@ __all__ = [
     "ClientClosedError",
     "ClusterConnectionError",
     "DatabaseConfig",
+    "DatabaseStatus",
     "FailoverPipeline",
     "FailoverProvider",
     "FailoverPubSub",

@@ -1,12 +1,14 @@
 """What the sync and asyncio failover providers share: the Redis-specific parts that do no I/O.
 
-Both providers are :class:`faulttol.provider.OrderedProvider` subclasses over a list of
-databases; the state machine (failover, failback, eligibility) lives there, once. This module
-adds, once for both flavours: the database record with its lazily made probe clients, turning a
-:class:`MultiDbConfig` into the provider's arguments, Redis-flavoured "unavailable" errors,
-health-check registration, the active index persisted across restarts, ``status()`` rows with
-endpoints, and ``add_database`` with its duplicate check. What differs (creating sync or asyncio
-clients, running checks, closing) is left to the two subclasses.
+Each provider is built on a generic faulttol provider by composition: the sync one holds an
+:class:`faulttol.OrderedProvider`, the asyncio one an :class:`faulttol.AsyncOrderedProvider`,
+over the same kind of targets (database records); the failover decisions live there, once.
+This module adds, once for both flavours: the database record with its lazily made probe
+clients, turning a :class:`MultiDbConfig` into the generic provider's arguments (one
+:class:`~faulttol.ProviderConfig`), Redis-flavoured "unavailable" errors, health-check
+registration, the active index persisted across restarts, ``status()`` rows with endpoints,
+``add_database`` with its duplicate check, and the queries both providers answer alike. What
+differs (sync or asyncio clients, running checks, closing) is in the two providers.
 """
 
 from __future__ import annotations
@@ -16,20 +18,25 @@ import logging
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from faulttol._clock import Clock
-from faulttol.provider import OrderedProvider, SwitchEvent
+from faulttol import (
+    AsyncOrderedProvider,
+    CircuitBreakerRegistry,
+    Clock,
+    OrderedProvider,
+    Retry,
+    SwitchEvent,
+    TargetStatus,
+)
 
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import NoValidDatabaseError, TemporaryUnavailableError
 from .healthcheck import HealthCheck
 
-if TYPE_CHECKING:
-    from faulttol.provider import _Slot
-
-__all__ = ["TIMEOUT_PROBE_TIMEOUT"]
+__all__ = ["PROVIDER_NAME", "TIMEOUT_PROBE_TIMEOUT", "DatabaseStatus"]
 
 _log = logging.getLogger("faulttol_redis.provider")
 
@@ -39,6 +46,13 @@ waited its socket timeout; a database that cannot answer PING in 100 ms is left)
 
 PROVIDER_NAME = "faulttol-redis"
 """The provider's name in logs, breaker names and metrics."""
+
+
+class DatabaseStatus(TargetStatus):
+    """One row of ``provider.status()``: :class:`faulttol.TargetStatus` plus the database's
+    ``endpoint`` (``host:port/db`` or the masked URL: never a secret)."""
+
+    endpoint: str
 
 
 class _DatabaseBase:
@@ -77,17 +91,20 @@ class _DatabaseBase:
                 self._probe_client = self._new_client(socket_timeout=t, socket_connect_timeout=t)
             return self._probe_client
 
-    def _clients(self) -> list[Any]:
+    def clients(self) -> list[Any]:
         """Every client made so far (command client first)."""
         with self._lock:
             found = (self.client, self._probe_client, self._fast_probe_client)
         return [c for c in found if c is not None]
+
+    _clients = clients  # temporary: the clients' name until they move to clients()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_name!r})"
 
 
 D = TypeVar("D", bound=_DatabaseBase)
+P = TypeVar("P", bound="OrderedProvider[Any] | AsyncOrderedProvider[Any]")
 
 
 def _unavailable(permanent: bool, message: str) -> BaseException:
@@ -96,12 +113,18 @@ def _unavailable(permanent: bool, message: str) -> BaseException:
     return TemporaryUnavailableError(message)
 
 
-class _RedisProviderBase(OrderedProvider[D]):
-    """An :class:`OrderedProvider` over the databases of a :class:`MultiDbConfig`.
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"FailoverProvider.{old} is deprecated: {new}", DeprecationWarning,
+                  stacklevel=3)
+
+
+class _RedisProviderBase(Generic[D, P]):
+    """The databases of a :class:`MultiDbConfig` over a generic provider (``P``) that holds
+    their records as targets; the queries both Redis providers answer alike.
 
     ``health_check(db)`` runs one check round of a database and ``probe(db, exc)`` one probe
     after a failed command; both are only handed to the generic provider when the config has
-    health checks. Health checks are never started here: each subclass starts them its way.
+    health checks. Health checks are never started here: each provider starts them its way.
     """
 
     config: MultiDbConfig
@@ -109,45 +132,43 @@ class _RedisProviderBase(OrderedProvider[D]):
     def __init__(
         self,
         config: MultiDbConfig,
+        provider_class: Callable[..., P],
         *,
         clock: Clock | None,
-        health_check: Callable[[D], bool],
-        probe: Callable[[D, BaseException], bool],
+        breaker_registry: CircuitBreakerRegistry | None,
+        health_check: Callable[[D], Any],
+        probe: Callable[[D, BaseException], Any],
+        before_reuse: Callable[[D], Any],
     ) -> None:
         if not isinstance(config, MultiDbConfig):
             raise TypeError(f"config must be a MultiDbConfig, got {type(config).__name__}")
         self.config = config
         self._checks: tuple[HealthCheck, ...] = tuple(config.health_checks)
-        self._checks_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._check_fns = (health_check, probe)
         self._retired: list[D] = []
         databases = [self._new_database(c) for c in config.databases]
         try:
-            super().__init__(
+            self._ordered: P = provider_class(
                 databases,
-                circuit_breaker=config.circuit_breaker,
-                retry=config.retry,
-                fallback_exceptions=tuple(config.fallback_exceptions),
-                health_check=health_check if self._checks else None,
-                health_check_interval=config.health_check_interval,
-                auto_failback_interval=config.auto_failback_interval,
+                config.provider_config,
                 clock=clock,
                 names=[c.display_name for c in config.databases],
                 weights=[c.weight for c in config.databases],
-                strategy=config.failover_strategy,
+                health_check=health_check if self._checks else None,
                 probe=probe if self._checks else None,
-                auto_failback_grace_period=config.auto_failback_grace_period,
-                failover_attempts=config.failover_attempts,
-                failover_delay=config.failover_delay,
+                breaker_registry=breaker_registry,
                 unavailable_error=_unavailable,
                 name=PROVIDER_NAME,
+                noun="database",
+                before_reuse=before_reuse,
                 start_health_checks=False,
             )
         except BaseException:
             self._discard_databases(databases)
             raise
         if config.active_index_store is not None:
-            self.add_switch_listener(self._persist_active_index)
+            self._ordered.add_switch_listener(self._persist_active_index)
 
     def _new_database(self, config: DatabaseConfig) -> D:
         """A database record (with its clients) for ``config``."""
@@ -158,35 +179,26 @@ class _RedisProviderBase(OrderedProvider[D]):
 
     # ------------------------------------------------------------------------------ startup
 
-    def _stored_slot(self) -> _Slot[D] | None:
-        """The slot of the index persisted in ``active_index_store``, if any and in range."""
-        stored = self._read_stored_index()
-        if stored is not None and 1 <= stored <= len(self):
-            return self._slots[stored - 1]
-        return None
-
-    def _start_on_stored(self, slot: _Slot[D]) -> None:
-        """Start on ``slot`` (the stored index, which just passed a probe)."""
-        self._set_health(slot, True)
-        with self._lock:
-            self._active = slot
-        _log.info("starting on database %d (%s), as stored", self._index_of(slot), slot.name)
-
-    def _log_start(self) -> None:
-        _log.info("starting on database %d (%s)", self.active_index, self._active.name)
-
-    def _read_stored_index(self) -> int | None:
+    def _stored_index(self) -> int | None:
+        """The index persisted in ``active_index_store``, if any and in range."""
         path = self.config.active_index_store
         if path is None:
             return None
         try:
             with open(path, encoding="ascii") as f:
-                return int(f.read().strip())
+                stored = int(f.read().strip())
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             _log.warning("ignoring an unreadable active_index_store %r", str(path))
             return None
+        return stored if 1 <= stored <= len(self) else None
+
+    def _log_start(self, stored: int | None) -> None:
+        index = self.active_index
+        how = ", as stored" if stored == index else ""
+        _log.info("starting on database %d (%s)%s", index,
+                  self._ordered.slot(index).name, how)
 
     def _persist_active_index(self, event: SwitchEvent) -> None:
         path = os.fspath(self.config.active_index_store or "")
@@ -209,25 +221,82 @@ class _RedisProviderBase(OrderedProvider[D]):
             getattr(check, "check_async", None)
         ):
             raise TypeError("check must have check(client, database) and check_async() methods")
-        with self._checks_lock:
+        with self._lock:
+            first = not self._checks
             self._checks = (*self._checks, check)
-            if self._monitor is None:  # built with health_checks=(): turn checks on now
-                self._enable_health_checks(*self._check_fns)
-                self._start_monitor()
+        if first:  # built with health_checks=(): turn checks on now
+            self._ordered.set_health_check(*self._check_fns)
 
     # ------------------------------------------------------------------------------ queries
 
     @property
+    def ordered_provider(self) -> P:
+        """The generic faulttol provider this one is built on; its targets are the database
+        records (``slot.target.client`` is a database's client). The Redis clients use its
+        public seams (``active_state``, ``recover``, ``probe``, ``mark_unhealthy``)."""
+        return self._ordered
+
+    @property
+    def name(self) -> str:
+        """The provider's name in logs, breaker names and metrics (``"faulttol-redis"``)."""
+        return self._ordered.name
+
+    @property
+    def active_index(self) -> int:
+        """The 1-based index of the active database."""
+        return self._ordered.active_index
+
+    @property
+    def clock(self) -> Clock:
+        return self._ordered.clock
+
+    @property
+    def retry(self) -> Retry:
+        """The retry policy shared by all databases."""
+        return self._ordered.retry
+
+    @property
+    def closed(self) -> bool:
+        """Whether the provider was closed."""
+        return self._ordered.closed
+
+    @property
     def databases(self) -> tuple[DatabaseConfig, ...]:
         """The database configs, in index order."""
-        return tuple(s.target.config for s in self._slots)
+        return tuple(db.config for db in self._ordered.targets)
 
-    def status(self) -> list[dict[str, Any]]:
-        """One dict per database: index, name, endpoint, weight, healthy, breaker, active."""
-        rows = super().status()
-        for row, slot in zip(rows, list(self._slots), strict=False):
-            row["endpoint"] = slot.target.config.endpoint
-        return rows
+    def __len__(self) -> int:
+        return len(self._ordered)
+
+    def breaker(self, index: int) -> Any:
+        """The circuit breaker of database ``index`` (1-based)."""
+        return self._ordered.breaker(index)
+
+    def is_healthy(self, index: int) -> bool:
+        """Whether database ``index``'s last health check passed (True before the first)."""
+        return self._ordered.is_healthy(index)
+
+    def is_eligible(self, index: int) -> bool:
+        """Whether database ``index`` could take commands now (its breaker admits calls and
+        its last health check did not fail)."""
+        return self._ordered.is_eligible(index)
+
+    def status(self) -> list[DatabaseStatus]:
+        """One :class:`DatabaseStatus` per database, in order: index, name, endpoint, weight,
+        healthy, breaker state and metrics, active."""
+        dbs = self._ordered.targets
+        return [
+            DatabaseStatus(**row, endpoint=db.config.endpoint)
+            for row, db in zip(self._ordered.status(), dbs, strict=False)
+        ]
+
+    def add_switch_listener(self, listener: Callable[[SwitchEvent], object]) -> None:
+        """Call ``listener(SwitchEvent)`` after every switch (see the provider's docs)."""
+        self._ordered.add_switch_listener(listener)
+
+    def remove_switch_listener(self, listener: Callable[[SwitchEvent], object]) -> None:
+        """Stop calling ``listener``."""
+        self._ordered.remove_switch_listener(listener)
 
     # ------------------------------------------------------------------- live reconfiguration
 
@@ -240,21 +309,48 @@ class _RedisProviderBase(OrderedProvider[D]):
                 if existing.endpoint_key == config.endpoint_key:
                     raise ValueError(f"duplicate endpoint {config.endpoint}")
             db = self._new_database(config)
-            return self.add_target(db, name=config.display_name, weight=config.weight)
+            return self._ordered.add_target(db, name=config.display_name, weight=config.weight)
 
-    def _remove_and_keep(self, index: int) -> D:
-        """Remove database ``index`` (switching away first) and keep it until close: its
-        in-flight commands finish on their connections, which close with the provider."""
-        db = self.remove_target(index)
+    def set_weight(self, index: int, weight: float) -> None:
+        """Change database ``index``'s weight; affects later choices only."""
+        self._ordered.set_weight(index, weight)
+
+    def _removed(self, db: D) -> bool:
+        """After a removal: whether ``db`` is gone, then kept until close (its in-flight
+        commands finish on their connections, which close with the provider)."""
+        if any(t is db for t in self._ordered.targets):
+            return False
         with self._lock:
             self._retired.append(db)
-        return db
+        return True
 
     def _all_databases(self) -> list[D]:
         """The current databases, then the removed ones not closed yet."""
         with self._lock:
-            return [s.target for s in self._slots] + self._retired
+            return [*self._ordered.targets, *self._retired]
+
+    # ------------------------------------------------------------------ 0.1.0 names
+
+    @property
+    def active(self) -> D:
+        """Deprecated: the active database record (use :attr:`active_index`, or
+        :meth:`client` for its client)."""
+        _deprecated("active", "use FailoverProvider.active_index or FailoverProvider.client()")
+        record: D = self._ordered.active
+        return record
+
+    @property
+    def targets(self) -> tuple[D, ...]:
+        """Deprecated: the database records (use :attr:`databases` for their configs)."""
+        _deprecated("targets", "use FailoverProvider.databases (the configs)")
+        return self._ordered.targets
+
+    def add_target(self, target: D, *, name: str | None = None, weight: float = 1.0,
+                   breaker: Any = None) -> int:
+        """Deprecated: use :meth:`add_database`."""
+        _deprecated("add_target()", "use FailoverProvider.add_database(DatabaseConfig(...))")
+        return self._ordered.add_target(target, name=name, weight=weight, breaker=breaker)
 
     def __repr__(self) -> str:
-        names = ", ".join(s.name for s in self._slots)
+        names = ", ".join(db.config.display_name for db in self._ordered.targets)
         return f"{type(self).__name__}(databases=[{names}], active_index={self.active_index})"

@@ -29,7 +29,14 @@ from typing import Any
 
 import redis
 
-from faulttol import CallNotPermittedError, CircuitBreakerConfig, ConfigTypeError, RetryConfig
+from faulttol import (
+    CallNotPermittedError,
+    CircuitBreakerConfig,
+    ConfigTypeError,
+    FailoverStrategy,
+    ProviderConfig,
+    RetryConfig,
+)
 from faulttol.health import (
     DEFAULT_HEALTH_CHECK_INTERVAL,
     DEFAULT_HEALTH_CHECK_POLICY,
@@ -249,6 +256,23 @@ class MultiDbConfig:
         """``failover_attempts`` x ``failover_delay``: how long ``TemporaryUnavailableError``
         lasts before ``NoValidDatabaseError``."""
         return self.failover_attempts * self.failover_delay
+
+    @property
+    def provider_config(self) -> ProviderConfig:
+        """The failover policies (breaker, retry, fallback, health-check interval, failback,
+        strategy, timing) as the generic provider takes them: one object for both Redis
+        providers."""
+        return ProviderConfig(
+            circuit_breaker=self.circuit_breaker,
+            retry=self.retry,
+            fallback_exceptions=self.fallback_exceptions,
+            health_check_interval=self.health_check_interval,
+            auto_failback_interval=self.auto_failback_interval,
+            auto_failback_grace_period=self.auto_failback_grace_period,
+            failover_strategy=FailoverStrategy(self.failover_strategy),
+            failover_attempts=self.failover_attempts,
+            failover_delay=self.failover_delay,
+        )
 
     def replace(self, **changes: Any) -> MultiDbConfig:
         """A copy with ``changes`` applied (validated like a fresh config)."""

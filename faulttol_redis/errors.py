@@ -3,7 +3,10 @@
 All are :class:`redis.exceptions.ConnectionError` subclasses, so code that already handles
 redis-py connection errors keeps working. :class:`TemporaryUnavailableError` and
 :class:`NoValidDatabaseError` are siblings (neither subclasses the other) so that callers can
-tell "wait and retry" from "give up"; :class:`ClientClosedError` says "never again".
+tell "wait and retry" from "give up"; they also subclass faulttol's pair
+(:class:`faulttol.TemporaryUnavailableError`, :class:`faulttol.NoValidTargetError`), so
+``except faulttol.TemporaryUnavailableError`` catches what any faulttol provider raises.
+:class:`ClientClosedError` says "never again".
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+import faulttol
 
 __all__ = [
     "ClientClosedError",
@@ -20,7 +25,7 @@ __all__ = [
 ]
 
 
-class TemporaryUnavailableError(RedisConnectionError):
+class TemporaryUnavailableError(RedisConnectionError, faulttol.TemporaryUnavailableError):
     """No database is eligible right now, but the failover grace time has not run out.
 
     Raised from the first call that finds no eligible database (every breaker open or every
@@ -30,7 +35,7 @@ class TemporaryUnavailableError(RedisConnectionError):
     """
 
 
-class NoValidDatabaseError(RedisConnectionError):
+class NoValidDatabaseError(RedisConnectionError, faulttol.NoValidTargetError):
     """No database has been eligible for longer than ``failover_attempts`` x ``failover_delay``.
 
     Raised on every call from then on until some database is eligible again (its breaker

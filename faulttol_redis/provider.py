@@ -1,32 +1,40 @@
-"""FailoverProvider: the faulttol OrderedProvider over an ordered list of Redis databases.
+"""FailoverProvider: failover between an ordered list of Redis databases (sync).
 
-It adds what is specific to Redis: one ``redis.Redis`` client per database (its own retries
-off), health checks through :class:`~faulttol_redis.healthcheck.HealthCheck` objects on a
-separate probe client with ``health_check_timeout``, an on-the-spot probe when a command fails
-with a connection error, persistence of the active index across restarts, Redis-flavoured
-"unavailable" errors, and ``status()``/live reconfiguration by database config.
+Built on :class:`faulttol.OrderedProvider` by composition (:attr:`FailoverProvider.ordered_provider`
+holds the database records as targets). It adds what is specific to Redis: one
+``redis.Redis`` client per database (its own retries off), health checks through
+:class:`~faulttol_redis.healthcheck.HealthCheck` objects on a separate probe client with
+``health_check_timeout``, an on-the-spot probe when a command fails with a connection error,
+persistence of the active index across restarts, Redis-flavoured "unavailable" errors, and
+``status()``/live reconfiguration by database config.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from faulttol import CircuitBreakerRegistry, Clock, OrderedProvider
 from faulttol.health import run_probes
 
 from ._clients import create_client
-from ._provider_base import TIMEOUT_PROBE_TIMEOUT, _DatabaseBase, _RedisProviderBase
+from ._provider_base import (
+    TIMEOUT_PROBE_TIMEOUT,
+    _DatabaseBase,
+    _deprecated,
+    _RedisProviderBase,
+)
 from .config import DatabaseConfig, MultiDbConfig
-
-if TYPE_CHECKING:
-    from faulttol.provider import _Slot
 
 __all__ = ["TIMEOUT_PROBE_TIMEOUT", "Database", "FailoverProvider"]
 
 _log = logging.getLogger("faulttol_redis.provider")
+
+R = TypeVar("R")
 
 
 class Database(_DatabaseBase):
@@ -44,7 +52,7 @@ class Database(_DatabaseBase):
     def retire(self) -> None:
         """The database was removed: close idle connections now, leaving in-flight commands
         to finish on theirs (closed with the provider)."""
-        for c in self._clients()[1:]:
+        for c in self.clients()[1:]:
             c.close()
         self.drop_idle_connections()
 
@@ -67,7 +75,7 @@ class Database(_DatabaseBase):
 
     def close(self) -> None:
         """Close every client of this database."""
-        for c in self._clients():
+        for c in self.clients():
             try:
                 c.close()
             except Exception:  # pragma: no cover - best effort on shutdown
@@ -75,30 +83,32 @@ class Database(_DatabaseBase):
                            exc_info=True)
 
 
-class FailoverProvider(_RedisProviderBase[Database]):
+class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
     """Fails over between the databases of a :class:`MultiDbConfig` (1-based indices).
 
     Starts on the first healthy database in strategy order (or the index persisted in
     ``active_index_store`` when that one is healthy), then runs health checks every
-    ``health_check_interval`` seconds on one background thread.
+    ``health_check_interval`` seconds on one background thread (unless
+    ``start_health_checks=False``: tests drive them with :meth:`run_health_checks`). With a
+    ``breaker_registry`` the databases' breakers are made (and found) there, named
+    ``faulttol-redis:<database name>``.
     """
 
-    def __init__(self, config: MultiDbConfig, *, clock: Any = None,
-                 start_health_checks: bool = True) -> None:
-        super().__init__(config, clock=clock, health_check=self._check_database,
-                         probe=self._probe_database)
+    def __init__(self, config: MultiDbConfig, *, clock: Clock | None = None,
+                 start_health_checks: bool = True,
+                 breaker_registry: CircuitBreakerRegistry | None = None) -> None:
+        super().__init__(config, OrderedProvider, clock=clock, breaker_registry=breaker_registry,
+                         health_check=self._check_database, probe=self._probe_database,
+                         before_reuse=Database.drop_idle_connections)
         try:
-            self._choose_initial()
+            stored = self._stored_index()
+            self._ordered.start_on_first_healthy(prefer=stored)
+            self._log_start(stored)
         except BaseException:
             self._discard_databases(self._all_databases())
             raise
-        self._start_health_checks = start_health_checks
         if start_health_checks:
-            self._start_monitor()
-
-    def _start_monitor(self) -> None:
-        if self._start_health_checks:
-            super()._start_monitor()
+            self._ordered.start_health_checks()
 
     def _new_database(self, config: DatabaseConfig) -> Database:
         return Database(config, self.config.health_check_timeout)
@@ -106,22 +116,6 @@ class FailoverProvider(_RedisProviderBase[Database]):
     def _discard_databases(self, databases: list[Database]) -> None:
         for db in databases:
             db.close()
-
-    def _prepare_for_switch_to(self, slot: _Slot[Database]) -> None:
-        slot.target.drop_idle_connections()
-
-    def _on_target_recovered(self, slot: _Slot[Database]) -> None:
-        slot.target.drop_idle_connections()
-
-    # ------------------------------------------------------------------------------ startup
-
-    def _choose_initial(self) -> None:
-        slot = self._stored_slot()
-        if slot is not None and self._run_probe(slot, None):
-            self._start_on_stored(slot)
-            return
-        self.start_on_first_healthy()
-        self._log_start()
 
     # ------------------------------------------------------------------------ health checks
 
@@ -146,27 +140,128 @@ class FailoverProvider(_RedisProviderBase[Database]):
         except Exception:
             return False
 
+    def run_health_checks(self) -> None:
+        """Run one health-check round of every database now, on this thread (then the
+        failback check)."""
+        self._ordered.run_health_checks()
+
+    # -------------------------------------------------------------------------- switching
+
+    def set_active_index(self, index: int, *, force: bool = False) -> None:
+        """Make database ``index`` (1-based) active: manual failover or failback.
+
+        Unless ``force``, the database is probed now and refused with ``ValueError`` if
+        unhealthy. Switching to the active index is a no-op. The database's breaker closes,
+        its idle connections are dropped (they may have died while it was not used), and an
+        unhealthy mark is reset: the switch sticks until a command fails there or a health
+        check run after it fails.
+        """
+        self._ordered.set_active_index(index, force=force)
+
     # ------------------------------------------------------------------------------ queries
 
     def client(self, index: int | None = None) -> redis.Redis:
         """The ``redis.Redis`` client of database ``index`` (default: the active one)."""
-        if index is None:
-            return self._active.target.client  # type: ignore[no-any-return]
-        self._check_index_range(index)
-        return self._slots[index - 1].target.client  # type: ignore[no-any-return]
+        ordered = self._ordered
+        db = ordered.active if index is None else ordered.slot(index).target
+        return db.client  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------- live reconfiguration
 
     def remove_database(self, index: int) -> None:
-        """Remove database ``index``; the active one is switched away from first. Its
-        in-flight commands finish; its connections close as they become idle or with the
-        provider."""
-        self._remove_and_keep(index).retire()
+        """Remove database ``index``; the active one is switched away from first (listeners
+        see ``SwitchEvent(old, new, MANUAL)`` when the active database or its index changes,
+        also with equal numbers). Its in-flight commands finish; its idle connections close
+        now, the rest with the provider."""
+        db = self._ordered.slot(index).target
+        try:
+            self._ordered.remove_target(index)
+        finally:
+            if self._removed(db):
+                db.retire()
 
     # ------------------------------------------------------------------------------- close
 
     def close(self) -> None:
         """Stop health checks and close every database's clients. Idempotent."""
-        super().close()
+        self._ordered.close()
         for db in self._all_databases():
             db.close()
+
+    def __enter__(self) -> FailoverProvider:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ 0.1.0 names
+
+    def remove_target(self, index: int) -> Database:
+        """Deprecated: use :meth:`remove_database`."""
+        _deprecated("remove_target()", "use FailoverProvider.remove_database()")
+        db = self._ordered.slot(index).target
+        self.remove_database(index)
+        return db
+
+    def execute(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Deprecated: run ``fn(database_record, ...)`` through failover; use
+        ``provider.ordered_provider.execute`` (or a :class:`FailoverRedis`)."""
+        _deprecated("execute()", "use FailoverRedis, or provider.ordered_provider.execute()")
+        return self._ordered.execute(fn, *args, **kwargs)
+
+    def execute_with(self, fn: Callable[..., R], args: tuple[Any, ...] = (),
+                     kwargs: dict[str, Any] | None = None,
+                     may_replay: Callable[[BaseException, tuple[Any, ...]], bool] | None = None,
+                     ) -> R:
+        """Deprecated: use ``provider.ordered_provider.execute_with``."""
+        _deprecated("execute_with()", "use provider.ordered_provider.execute_with()")
+        if may_replay is None:
+            return self._ordered.execute_with(fn, args, kwargs)
+        return self._ordered.execute_with(fn, args, kwargs, may_replay)
+
+    async def execute_async(self, fn: Callable[..., Awaitable[R]], *args: Any,
+                            **kwargs: Any) -> R:
+        """Deprecated: the sync provider awaiting a coroutine function (its probes block the
+        event loop); use the asyncio client (``faulttol_redis.asyncio``)."""
+        _deprecated("execute_async()", "use faulttol_redis.asyncio")
+        return await self._ordered.execute_async(fn, *args, **kwargs)
+
+    async def execute_with_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] | None = None,
+    ) -> R:
+        """Deprecated: use the asyncio client (``faulttol_redis.asyncio``)."""
+        _deprecated("execute_with_async()", "use faulttol_redis.asyncio")
+        if may_replay is None:
+            return await self._ordered.execute_with_async(fn, args, kwargs)
+        return await self._ordered.execute_with_async(fn, args, kwargs, may_replay)
+
+    def start_on_first_healthy(self) -> int:
+        """Deprecated: startup does it; ``provider.ordered_provider.start_on_first_healthy()``
+        re-runs it."""
+        _deprecated("start_on_first_healthy()",
+                    "use provider.ordered_provider.start_on_first_healthy()")
+        return self._ordered.start_on_first_healthy()
+
+    # --- temporary: what the clients read until they use the public seams ------------------
+
+    @property
+    def _active(self) -> Any:
+        return self._ordered.active_state.slot
+
+    @property
+    def _closed(self) -> bool:
+        return self._ordered.closed
+
+    def _recover(self, fn: Any, args: Any, kwargs: Any, may_replay: Any, slot: Any,
+                 exc: Any) -> Any:
+        return self._ordered.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
+
+    def _run_probe(self, slot: Any, exc: Any) -> bool:
+        return self._ordered.probe(slot, exc)
+
+    def _after_probe_failed(self, slot: Any, exc: Any) -> None:
+        self._ordered.mark_unhealthy(slot, exc)

@@ -22,6 +22,12 @@ Differences from calling pybreaker directly, on purpose:
 :func:`forward_events` goes the other way: it forwards a faulttol breaker's state transitions,
 failures and successes to ``pybreaker.CircuitBreakerListener`` objects.
 
+Importing this module registers its adapter with faulttol's core
+(:func:`faulttol._breaker_protocol.register_breaker_adapter`): from then on, a
+``pybreaker.CircuitBreaker`` is accepted wherever faulttol takes a breaker
+(``Decorators.with_circuit_breaker``, a provider's ``circuit_breaker=[...]``). The core never
+imports this module.
+
 This is the only faulttol module that imports pybreaker.
 """
 
@@ -36,6 +42,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import pybreaker
 
+from .._breaker_protocol import register_breaker_adapter
 from .._clock import Clock, resolve_clock
 from ..breaker import CallNotPermittedError, CircuitBreaker, State
 from ..events import (
@@ -266,6 +273,14 @@ class PyBreakerAdapter:
     def transition_to_closed_state(self) -> None:
         """Close the pybreaker breaker now."""
         self._breaker.close()
+
+
+def _adapt(obj: object) -> PyBreakerAdapter | None:
+    """The adapter faulttol's core asks (registered below): pybreaker breakers only."""
+    return PyBreakerAdapter(obj) if isinstance(obj, pybreaker.CircuitBreaker) else None
+
+
+register_breaker_adapter(_adapt)
 
 
 def as_faulttol_breaker(obj: object) -> CircuitBreaker | PyBreakerAdapter:

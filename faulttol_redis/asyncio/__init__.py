@@ -19,6 +19,7 @@ awaited in order before the call that made the switch returns. See
 from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
+from .._provider_base import DatabaseStatus
 from ..config import DatabaseConfig, MultiDbConfig
 from ..errors import (
     ClientClosedError,
@@ -34,6 +35,7 @@ __all__ = [
     "ClientClosedError",
     "ClusterConnectionError",
     "DatabaseConfig",
+    "DatabaseStatus",
     "FailoverPipeline",
     "FailoverProvider",
     "FailoverPubSub",

@@ -1,0 +1,403 @@
+"""AsyncOrderedProvider: the ordered failover provider for asyncio (public as
+``faulttol.AsyncOrderedProvider`` and ``faulttol.provider.AsyncOrderedProvider``).
+
+The same decisions as :class:`~faulttol.OrderedProvider` (one ``FailoverCore``, composed, no
+subclassing), with asyncio I/O: calls, probes, health checks and the ``before_reuse`` hook may
+be coroutine functions (awaited), waits are ``clock.sleep_async``, the health checks run in an
+:class:`~faulttol.health.AsyncHealthMonitor` task, and switch listeners — plain or coroutine
+functions — run one event at a time, in switch order, in a delivery task of the provider's own
+that the switching call awaits (shielded: a caller cancelled meanwhile does not cut delivery
+short). Nothing here blocks the event loop. One provider belongs to one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._clock import Clock
+from ._failover import Attempt, FailoverCore, Slot, StepKind
+from ._health_monitor import AsyncHealthMonitor
+from ._provider_common import ProviderBase
+
+__all__ = ["AsyncOrderedProvider", "recover_async"]
+
+_log = logging.getLogger("faulttol.provider")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DELIVERING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "faulttol_delivering_switch_events", default=None
+)
+"""The provider whose switch listeners the current task is running (a listener's own
+switches are delivered after it returns, by the same loop)."""
+
+
+def _always(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
+    return True
+
+
+async def recover_async(
+    core: FailoverCore[T],
+    clock: Clock,
+    probe: Callable[[Slot[T], BaseException | None], Awaitable[bool]],
+    deliver: Callable[[], Awaitable[None]],
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+    slot: Slot[T],
+    exc: BaseException | None,
+) -> R:
+    """The slow path of an awaited call: ``core``'s steps, with awaited probes, waits and
+    event delivery (see :meth:`AsyncOrderedProvider.recover`)."""
+    state = Attempt(slot, exc)
+    while True:
+        step = core.next_step(state, may_replay, args)
+        if core.events:
+            await deliver()
+        kind = step.kind
+        if kind is StepKind.PROBE:
+            core.after_probe(state, await probe(state.slot, state.exc))
+            continue
+        if kind is StepKind.WAIT:
+            await clock.sleep_async(step.wait)
+        elif kind is StepKind.RAISE:
+            raise step.error
+        target_slot = state.slot
+        breaker = target_slot.breaker
+        if not breaker.try_acquire_permission():
+            state.rejected()
+            continue
+        now = clock.monotonic
+        start = now()
+        try:
+            result = await fn(target_slot.target, *args, **(kwargs or {}))
+        except BaseException as e:
+            breaker.on_error(now() - start, e)
+            state.failed(e)
+            continue
+        breaker.on_result(now() - start, result)
+        core.on_recovered(state)
+        return result
+
+
+async def _resolve(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
+
+
+class AsyncOrderedProvider(ProviderBase[T]):
+    """Fail over between ordered targets, for asyncio; see the module docstring.
+
+    Takes the same arguments as :class:`~faulttol.OrderedProvider` (``config``, the contract
+    keywords, ``names``, ``weights``, ``probe``, ``breaker_registry``, ``before_reuse``...);
+    ``health_check``, ``probe`` and ``before_reuse`` may be coroutine functions. The health
+    monitor task starts at construction when a loop is running, else on the provider's first
+    coroutine call (``start_health_checks=False``: when :meth:`start_health_checks` is
+    called). :meth:`execute`, :meth:`execute_with`, :meth:`recover`, :meth:`probe`,
+    :meth:`mark_unhealthy`, :meth:`set_active_index`, :meth:`remove_target`,
+    :meth:`run_health_checks`, :meth:`start_on_first_healthy` and :meth:`aclose` are
+    coroutines; the queries, ``add_target``, ``set_weight`` and the listener registration are
+    plain methods. ``async with`` closes it; after :meth:`aclose` no task of it is left.
+    """
+
+    _monitor: AsyncHealthMonitor | None = None
+    _delivery: asyncio.Task[None] | None = None
+    _start_pending = False
+    """The monitor must start, but no loop was running: the next coroutine call starts it."""
+
+    def _install_monitor(self) -> None:
+        core = self._core
+        self._monitor = AsyncHealthMonitor(
+            lambda: len(core.slots),
+            self._check_index,
+            interval=self._config.health_check_interval,
+            on_change=self._on_health_change,
+            clock=self._clock,
+            name=f"{self.name}-health",
+            on_round_end=self._failback,
+        )
+        core.monitor = self._monitor
+        if self._autostart:
+            self._ensure_monitor()
+
+    def start_health_checks(self) -> None:
+        """Start the health-check task (on the running loop; without one, on the next
+        coroutine call). Idempotent."""
+        self._autostart = True
+        self._ensure_monitor()
+
+    def _ensure_monitor(self) -> None:
+        monitor = self._monitor
+        self._start_pending = False
+        if (monitor is None or not self._autostart or monitor.running
+                or self._core.state.closed):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._start_pending = True  # no loop here: started by the next coroutine call
+            return
+        monitor.start()
+
+    def set_health_check(
+        self,
+        health_check: Callable[[T], bool | Awaitable[bool]],
+        probe: Callable[[T, BaseException], bool | Awaitable[bool]] | None = None,
+    ) -> None:
+        """Install (or replace) the health check and the probe (plain or coroutine
+        functions); a provider built without one gets its monitor now."""
+        if self._set_checks(health_check, probe):
+            self._install_monitor()
+
+    # ------------------------------------------------------------------------- execution
+
+    async def execute(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        """``await fn(active_target, *args, **kwargs)`` with retry, breaker and failover."""
+        return await self.execute_with(fn, args, kwargs)
+
+    async def execute_with(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = _always,
+    ) -> R:
+        """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
+        again (see :meth:`faulttol.OrderedProvider.execute_with`)."""
+        if self._start_pending:
+            self._ensure_monitor()
+        slot = self._core.state.slot
+        breaker = slot.breaker
+        if slot.healthy is not False and breaker.try_acquire_permission():
+            now = self._clock.monotonic
+            start = now()
+            try:
+                result = await fn(slot.target, *args, **(kwargs or {}))
+            except BaseException as exc:
+                breaker.on_error(now() - start, exc)
+                return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
+            breaker.on_result(now() - start, result)
+            return result
+        return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=None)
+
+    async def recover(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+        *,
+        slot: Slot[T],
+        exc: BaseException | None,
+    ) -> R:
+        """Continue a call whose first attempt on ``slot`` failed with ``exc`` (recorded by
+        the caller) or could not run (``exc`` None); see
+        :meth:`faulttol.OrderedProvider.recover`. Switch listeners are awaited before it
+        returns."""
+        self._ensure_monitor()
+        try:
+            return await recover_async(self._core, self._clock, self.probe, self._deliver, fn,
+                                       args, kwargs, may_replay, slot, exc)
+        finally:
+            if self._core.events or self._delivery is not None:
+                await self._deliver()
+
+    # ---------------------------------------------------------------------------- probing
+
+    async def probe(self, slot: Slot[T], exc: BaseException | None = None) -> bool:
+        """Run the on-the-spot probe of ``slot``'s target now (awaited when it is a
+        coroutine function); a raise counts as failed. Records nothing."""
+        try:
+            return bool(await _resolve(self._call_probe(slot, exc)))
+        except Exception:
+            _log.debug("%s: probe of %s raised", self.name, slot.name, exc_info=True)
+            return False
+
+    async def mark_unhealthy(self, slot: Slot[T], exc: BaseException | None = None) -> None:
+        """``slot``'s target failed: mark it unhealthy and, if active, fail over now
+        (reason HEALTH_CHECK); listeners are awaited."""
+        self._core.mark_unhealthy(slot, exc)
+        await self._deliver()
+
+    # ------------------------------------------------------------------------- listeners
+
+    async def _deliver(self) -> None:
+        """Run the listeners for every queued event, in order; return once the events
+        queued so far (including ones being delivered already) are delivered.
+
+        Delivery runs in one task of the provider's, awaited through :func:`asyncio.shield`:
+        a caller cancelled meanwhile stops waiting, but the delivery goes on, so every
+        listener gets every event. Called from a listener, it returns at once: the delivery
+        loop picks the listener's own events up after it.
+        """
+        if _DELIVERING.get() is self:
+            return
+        task = self._delivery
+        if task is None or task.done():
+            if not self._core.events or self._core.state.closed:
+                return
+            task = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"{self.name}-switch-listeners"
+            )
+            self._delivery = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Task.cancelling() is Python 3.11+; before it, a cancelled delivery task is
+            # taken as aclose()'s doing.
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)
+            caller_cancelled = bool(cancelling()) if cancelling is not None else False
+            if task.cancelled() and not caller_cancelled:
+                return  # aclose() cancelled the delivery, not our caller
+            raise
+
+    async def _drain(self) -> None:
+        """The delivery task: run the listeners for queued events until none is left."""
+        _DELIVERING.set(self)  # this task's own context: a listener's switches come here
+        events = self._core.events
+        if not events.claim():
+            return
+        try:
+            while (event := events.pop()) is not None:
+                self._log_switch(event)
+                for listener in self._core.listeners:
+                    try:
+                        await _resolve(listener(event))
+                    except Exception:
+                        _log.exception("%s: switch listener %r failed", self.name, listener)
+        finally:
+            events.release()
+
+    # -------------------------------------------------------------------------- switching
+
+    async def set_active_index(self, index: int, *, force: bool = False) -> None:
+        """Make target ``index`` (1-based) active; see
+        :meth:`faulttol.OrderedProvider.set_active_index` (the probe and ``before_reuse`` are
+        awaited, and so are the listeners)."""
+        self._ensure_monitor()
+        core = self._core
+        slot = core.slot_at(index)
+        if not force and core.probe_enabled:
+            ok = await self.probe(slot)
+            core.set_health(slot, ok)
+            if not ok:
+                raise core.refuse_unhealthy(slot, index)
+        if slot is not core.state.slot:
+            await self._reuse(slot)
+            core.close_breaker(slot)  # no await from here to the switch
+            core.manual_switch(slot, index)
+        await self._deliver()
+
+    async def _reuse(self, slot: Slot[T]) -> None:
+        if self._before_reuse is not None:
+            await _resolve(self._before_reuse(slot.target))
+
+    async def start_on_first_healthy(self, *, prefer: int | None = None) -> int:
+        """Probe targets in strategy order and make the first healthy one active (``prefer``
+        first); see :meth:`faulttol.OrderedProvider.start_on_first_healthy`."""
+        core = self._core
+        if prefer is not None:
+            slot = core.slot_at(prefer)
+            if await self.probe(slot):
+                core.start_on(slot)
+                return prefer
+        if not core.probe_enabled:
+            return self.active_index
+        for slot in core.ranked(core.slots):
+            ok = await self.probe(slot)  # one probe, not a full round
+            if ok and slot.healthy is False:
+                await self._reuse(slot)
+            core.set_health(slot, ok)
+            if ok:
+                core.start_on(slot)
+                break
+        return self.active_index
+
+    # ------------------------------------------------------------------------------ health
+
+    async def _check_index(self, index: int) -> bool:
+        """The monitor's check: await the health check and record it on the slot."""
+        core = self._core
+        slots = core.slots
+        if not 1 <= index <= len(slots):
+            return True
+        slot = slots[index - 1]
+        epoch = slot.health_epoch
+        check = self._health_check
+        try:
+            ok = True if check is None else bool(await _resolve(check(slot.target)))
+        except Exception:
+            _log.debug("%s: health check of %s raised", self.name, slot.name, exc_info=True)
+            ok = False
+        if ok and slot.healthy is False:
+            # Back from unhealthy: made usable before it is marked healthy, so before any
+            # call can choose it.
+            await self._reuse(slot)
+        core.record_check(slot, ok, epoch)
+        return ok
+
+    async def _on_health_change(self, index: int, healthy: bool) -> None:
+        self._core.on_health_change(index, healthy)
+        await self._deliver()
+
+    async def run_health_checks(self) -> None:
+        """Run one health-check round now, in this task (then the failback check); the
+        targets are checked concurrently."""
+        self._ensure_monitor()
+        if self._monitor is not None:
+            await self._monitor.run_once()
+        else:
+            await self._failback()
+
+    async def _failback(self) -> None:
+        core = self._core
+        found = core.failback_candidate()
+        if found is not None:
+            active, target = found
+            await self._reuse(target)
+            core.close_breaker(target)
+            core.complete_failback(active, target)
+        await self._deliver()
+
+    # ------------------------------------------------------------------- live reconfiguration
+
+    async def remove_target(self, index: int) -> T:
+        """Remove target ``index``; see :meth:`faulttol.OrderedProvider.remove_target`
+        (listeners are awaited)."""
+        slot = self._core.remove(index)
+        self._forget_breaker(slot)
+        await self._deliver()
+        return slot.target
+
+    # ------------------------------------------------------------------------------ close
+
+    async def aclose(self) -> None:
+        """Stop the health-check task and an unfinished listener delivery, and wait for
+        them: no task of the provider's is left. Idempotent."""
+        core = self._core
+        core.state.closed = True
+        monitor = self._monitor
+        if monitor is not None:
+            await monitor.aclose()
+        task, self._delivery = self._delivery, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        core.events.clear()
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose` (as in ``redis.asyncio``)."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncOrderedProvider[T]:
+        self._ensure_monitor()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

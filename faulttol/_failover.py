@@ -1,0 +1,737 @@
+"""The failover decision logic, once, with no I/O.
+
+:class:`FailoverCore` holds the state of a failover provider — the targets' slots (target,
+breaker, weight, last known health), the active slot, the provider's lock, the "no target is
+eligible since" time and the ordered queue of switch events — and makes every decision:
+eligibility and ranking, failover, manual switches, failback, health recording with the epochs
+that make forced switches stick, live changes, and the next step of a call whose first attempt
+failed (:meth:`FailoverCore.next_step` over an :class:`Attempt`).
+
+It never calls a target, sleeps, probes or runs a switch listener: it returns slots, steps and
+events, and the two providers built on it by composition (:class:`faulttol.OrderedProvider`
+for threads, :class:`faulttol.AsyncOrderedProvider` for asyncio) do the I/O. It does move
+breakers (opening the one of a target left by failover, closing the one of a manual switch's
+destination...), always outside its lock: a breaker's state-transition listeners may use the
+provider.
+
+Public names defined here are re-exported by :mod:`faulttol.provider` and :mod:`faulttol`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
+
+from ._provider_config import FailoverStrategy, ProviderConfig
+from ._state import State
+from .breaker import CallNotPermittedError
+from .retry import Retry
+
+__all__ = [
+    "ActiveState",
+    "NoValidTargetError",
+    "Slot",
+    "SwitchEvent",
+    "SwitchReason",
+    "TargetStatus",
+    "TemporaryUnavailableError",
+]
+
+_log = logging.getLogger("faulttol.provider")
+
+T = TypeVar("T")
+
+_ADMITTING_STATES = frozenset({State.CLOSED, State.HALF_OPEN, State.DISABLED, State.METRICS_ONLY})
+
+
+class SwitchReason(enum.Enum):
+    """Why the active target changed."""
+
+    CIRCUIT_BREAKER = "CIRCUIT_BREAKER"
+    HEALTH_CHECK = "HEALTH_CHECK"
+    FAILBACK = "FAILBACK"
+    MANUAL = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchEvent:
+    """The active target moved from ``previous_index`` to ``index`` (both 1-based)."""
+
+    previous_index: int
+    index: int
+    reason: SwitchReason
+
+
+class TemporaryUnavailableError(Exception):
+    """No target is eligible, for less than ``failover_attempts`` x ``failover_delay`` so far:
+    wait and retry. A sibling of :class:`NoValidTargetError` (neither subclasses the other)."""
+
+
+class NoValidTargetError(Exception):
+    """No target has been eligible for ``failover_attempts`` x ``failover_delay`` or longer:
+    give up (until a target is eligible again)."""
+
+
+def default_unavailable_error(permanent: bool, message: str) -> Exception:
+    """The provider's default "no eligible target" errors."""
+    if permanent:
+        return NoValidTargetError(message)
+    return TemporaryUnavailableError(message)
+
+
+class TargetStatus(TypedDict):
+    """One row of ``provider.status()``: a target as the provider sees it now."""
+
+    index: int
+    """1-based position."""
+    name: str
+    weight: float
+    healthy: bool
+    """Whether its last health check (or probe) passed; True before the first."""
+    breaker_state: State
+    breaker_metrics: Any
+    """The breaker's ``metrics`` (``None`` for a breaker without them)."""
+    active: bool
+
+
+class Slot(Generic[T]):
+    """One target with its breaker, weight, name and last known health.
+
+    Read by callers that run the success path of a call themselves (see
+    :attr:`faulttol.OrderedProvider.active_state`): ``target``, ``breaker`` and ``healthy``
+    (``None`` before its first check, then the last result; only ``False`` keeps calls away).
+    The provider owns every field: do not assign them. ``health_epoch`` counts the manual
+    switches to this target: a health-check result computed across one is stale and dropped.
+    """
+
+    __slots__ = ("breaker", "health_epoch", "healthy", "healthy_since", "name", "target",
+                 "weight")
+
+    def __init__(self, target: T, breaker: Any, weight: float, name: str) -> None:
+        self.target = target
+        self.breaker = breaker
+        self.weight = weight
+        self.name = name
+        self.healthy: bool | None = None
+        self.healthy_since: float | None = None
+        self.health_epoch = 0
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name!r}, healthy={self.healthy!r})"
+
+
+class ActiveState(Generic[T]):
+    """What the success path of a call reads, in one object whose attributes are current.
+
+    ``slot`` is the active :class:`Slot`, ``closed`` whether the provider was closed. A caller
+    that inlines the success path keeps this object and reads both on every call — two
+    attribute reads — then takes the breaker's permit and runs the call itself; on any failure
+    it hands over to the provider's ``recover()``. Read-only for everyone but the provider.
+    """
+
+    __slots__ = ("closed", "slot")
+
+    def __init__(self, slot: Slot[T]) -> None:
+        self.slot = slot
+        self.closed = False
+
+
+class _HealthBook(Protocol):
+    """What the core tells a health monitor (either kind) about targets' health."""
+
+    def mark_nowait(self, index: int, healthy: bool) -> bool: ...
+
+    def forget(self, index: int) -> None: ...
+
+    def remove(self, index: int) -> None: ...
+
+
+_BreakerView = dict[int, tuple[bool, Any]]
+"""id(slot) -> (its breaker would admit a call, its state), read outside the provider's lock."""
+
+
+def _admits(breaker: Any) -> bool:
+    """Whether ``breaker`` would admit a call now, without taking a permit or counting."""
+    check = getattr(breaker, "is_call_permitted", None)
+    if check is not None:
+        return bool(check())
+    return breaker.state in _ADMITTING_STATES
+
+
+class EventQueue:
+    """Switch events in the order the switches happened, and who is delivering them.
+
+    Events are pushed under the provider's lock (so the queue keeps switch order). One caller
+    at a time delivers: :meth:`claim` makes it the deliverer if nobody is, :meth:`pop` hands
+    it the next event and ends its turn (returning ``None``) once none is left.
+    """
+
+    __slots__ = ("_delivering", "_events", "_lock")
+
+    def __init__(self) -> None:
+        self._events: deque[SwitchEvent] = deque()
+        self._lock = threading.Lock()
+        self._delivering = False
+
+    def push(self, event: SwitchEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def claim(self) -> bool:
+        """Become the deliverer, unless somebody is or nothing is queued."""
+        with self._lock:
+            if self._delivering or not self._events:
+                return False
+            self._delivering = True
+            return True
+
+    def pop(self) -> SwitchEvent | None:
+        """The deliverer's next event; ``None`` (and the turn ends) when none is left."""
+        with self._lock:
+            if self._events:
+                return self._events.popleft()
+            self._delivering = False
+            return None
+
+    def release(self) -> None:
+        """End the deliverer's turn early (it was interrupted)."""
+        with self._lock:
+            self._delivering = False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._events)
+
+
+class FailoverCore(Generic[T]):
+    """The state and decisions of one failover provider (see the module docstring).
+
+    ``noun`` names a target in messages and logs (``"database"`` for the Redis providers).
+    ``health_check_enabled`` / ``probe_enabled`` say whether the provider has a periodic
+    health check / an on-the-spot probe (the provider sets them); ``monitor`` is told about
+    health results, removals and forced switches.
+    """
+
+    def __init__(
+        self,
+        slots: list[Slot[T]],
+        config: ProviderConfig,
+        retry: Retry,
+        *,
+        monotonic: Callable[[], float],
+        unavailable_error: Callable[[bool, str], BaseException],
+        name: str,
+        noun: str,
+        initial_index: int | None,
+    ) -> None:
+        self.slots = slots
+        self.config = config
+        self.retry = retry
+        self.monotonic = monotonic
+        self.unavailable_error = unavailable_error
+        self.name = name
+        self.noun = noun
+        self.strategy = config.failover_strategy
+        self.fallback_exceptions = config.fallback_exceptions
+        self.failover_window = config.failover_timeout
+        self.grace = config.effective_grace_period
+        self.lock = threading.RLock()
+        self.events = EventQueue()
+        self.listeners: tuple[Callable[[SwitchEvent], object], ...] = ()
+        self.unavailable_since: float | None = None
+        self.last_failback_check = monotonic()
+        self.health_check_enabled = False
+        self.probe_enabled = False
+        self.monitor: _HealthBook | None = None
+        if initial_index is not None:
+            self.check_index(initial_index)
+            first = slots[initial_index - 1]
+        else:
+            first = self.ranked(slots)[0]
+        self.state: ActiveState[T] = ActiveState(first)
+
+    # ----------------------------------------------------------------------------- queries
+
+    @property
+    def active(self) -> Slot[T]:
+        return self.state.slot
+
+    def index_of(self, slot: Slot[T]) -> int:
+        """``slot``'s 1-based index; 0 once it was removed."""
+        try:
+            return self.slots.index(slot) + 1
+        except ValueError:
+            return 0
+
+    def check_index(self, index: int) -> None:
+        n = len(self.slots)
+        if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= n:
+            raise ValueError(f"index must be an integer in 1..{n}, got {index!r}")
+
+    def slot_at(self, index: int) -> Slot[T]:
+        self.check_index(index)
+        return self.slots[index - 1]
+
+    def status(self) -> list[TargetStatus]:
+        active = self.state.slot
+        return [
+            TargetStatus(
+                index=i,
+                name=s.name,
+                weight=s.weight,
+                healthy=s.healthy is not False,
+                breaker_state=s.breaker.state,
+                breaker_metrics=getattr(s.breaker, "metrics", None),
+                active=s is active,
+            )
+            for i, s in enumerate(list(self.slots), start=1)
+        ]
+
+    def describe(self, slot: Slot[T]) -> str:
+        return f"{self.noun} {self.index_of(slot)} ({slot.name})"
+
+    # ------------------------------------------------------------------------- eligibility
+
+    def breaker_view(self) -> _BreakerView:
+        """Every breaker's admission and state, read now, without the provider's lock.
+
+        Reading a breaker applies the transitions time has made due and calls its listeners,
+        which must not run under the lock: choices made under it use this view instead.
+        """
+        return {id(s): (_admits(s.breaker), s.breaker.state) for s in list(self.slots)}
+
+    def eligible(self, slot: Slot[T], view: _BreakerView | None = None) -> bool:
+        if slot.healthy is False:
+            return False
+        seen = view.get(id(slot)) if view is not None else None
+        return seen[0] if seen is not None else _admits(slot.breaker)
+
+    def ranked(self, slots: Iterable[Slot[T]]) -> list[Slot[T]]:
+        items = list(slots)
+        if self.strategy is FailoverStrategy.WEIGHTED:
+            order = {id(s): i for i, s in enumerate(self.slots)}
+            return sorted(items, key=lambda s: (-s.weight, order.get(id(s), 0)))
+        return items  # config order
+
+    def best_eligible(
+        self, candidates: Iterable[Slot[T]], view: _BreakerView | None = None
+    ) -> Slot[T] | None:
+        ranked = self.ranked(candidates)
+        for slot in ranked:
+            if self.eligible(slot, view):
+                return slot
+        if self.health_check_enabled:
+            # Nothing eligible by the strict rule: a target whose health check passed is used
+            # even though its breaker's open wait has not elapsed.
+            for slot in ranked:
+                if slot.healthy is True and _state(slot, view) is not State.FORCED_OPEN:
+                    return slot
+        return None
+
+    # -------------------------------------------------------------------------- switching
+
+    def publish_locked(self, event: SwitchEvent) -> None:
+        """Queue ``event`` for the listeners (lock held: the queue keeps switch order)."""
+        self.events.push(event)
+
+    def switch_locked(self, slot: Slot[T], reason: SwitchReason) -> SwitchEvent:
+        """Make ``slot`` active and queue the event (lock held; the provider delivers)."""
+        previous = self.state.slot
+        self.state.slot = slot
+        self.unavailable_since = None
+        event = SwitchEvent(self.index_of(previous), self.index_of(slot), reason)
+        self.publish_locked(event)
+        return event
+
+    def start_on(self, slot: Slot[T]) -> None:
+        """Startup: ``slot`` just passed a probe; make it active without an event."""
+        self.set_health(slot, True)
+        with self.lock:
+            self.state.slot = slot
+
+    def failover(self, from_slot: Slot[T], reason: SwitchReason, tried: set[int]) -> Slot[T]:
+        """Switch away from ``from_slot`` to the best eligible target not yet ``tried``.
+
+        Returns the slot to run on next; raises the "unavailable" error when there is none.
+        Breaker states are read, and breakers moved, outside the lock (their listeners may
+        use the provider): a destination that needs a trial is moved to HALF_OPEN before it
+        becomes active, the target left has its breaker opened after the switch. The
+        provider delivers the queued event.
+        """
+        prepared: set[int] = set()
+        while True:
+            view = self.breaker_view()
+            with self.lock:
+                current = self.state.slot
+                if (
+                    current is not from_slot
+                    and id(current) not in tried
+                    and self.eligible(current, view)
+                ):
+                    return current  # another thread already failed over
+                candidates = [s for s in self.slots if id(s) not in tried and s is not from_slot]
+                chosen = self.best_eligible(candidates, view)
+                if chosen is None:
+                    raise self.unavailable_locked()
+                if id(chosen) in prepared or not _needs_trial(chosen, view):
+                    leaving = from_slot is current and chosen is not current
+                    if chosen is not current:
+                        self.switch_locked(chosen, reason)
+                    break
+            # The destination's breaker would reject: give it a trial, then choose again
+            # (the world may have changed meanwhile).
+            _prepare_destination(chosen)
+            prepared.add(id(chosen))
+        if leaving:
+            self._open_left(from_slot)
+        return chosen
+
+    def _open_left(self, slot: Slot[T]) -> None:
+        """A target left by failover has its breaker opened, whatever the reason: it is a
+        destination again only after its open wait (or by failback)."""
+        if slot is self.state.slot:
+            return  # switched back to meanwhile (e.g. manually): leave it usable
+        if slot.breaker.state in (State.CLOSED, State.HALF_OPEN):
+            slot.breaker.transition_to_open_state()
+
+    def unavailable_locked(self) -> BaseException:
+        now = self.monotonic()
+        if self.unavailable_since is None:
+            self.unavailable_since = now
+        waited = now - self.unavailable_since
+        permanent = waited >= self.failover_window
+        if permanent:
+            msg = (
+                f"{self.name}: no {self.noun} has been eligible for {waited:.1f}s "
+                f"(limit {self.failover_window:g}s)"
+            )
+        else:
+            msg = f"{self.name}: no {self.noun} is eligible at the moment; try again later"
+        return self.unavailable_error(permanent, msg)
+
+    @staticmethod
+    def close_breaker(slot: Slot[T]) -> None:
+        """Before a manual switch or failback to ``slot``: no call meets its old state."""
+        if slot.breaker.state is not State.CLOSED:
+            slot.breaker.transition_to_closed_state()
+
+    def refuse_unhealthy(self, slot: Slot[T], index: int) -> ValueError:
+        return ValueError(f"{self.noun} {index} ({slot.name}) is unhealthy; use force=True")
+
+    def manual_switch(self, slot: Slot[T], index: int) -> None:
+        """Switch to ``slot`` (reason MANUAL); its breaker was closed by the provider.
+
+        Forgets an unhealthy mark and drops the results of health checks already running
+        (the switch sticks until a call fails there or a later check fails).
+        """
+        with self.lock:
+            if self.slots[index - 1] is not slot:
+                raise ValueError(f"{self.noun} {index} changed while switching; try again")
+            if slot is self.state.slot:
+                return
+            slot.health_epoch += 1
+            if slot.healthy is False:
+                slot.healthy = None
+                slot.healthy_since = None
+            if self.monitor is not None:
+                self.monitor.forget(index)
+            self.switch_locked(slot, SwitchReason.MANUAL)
+
+    def failback_candidate(self) -> tuple[Slot[T], Slot[T]] | None:
+        """At the end of a health-check round: ``(active, target)`` when automatic failback
+        is due and a better-ranked target has been healthy for the grace period."""
+        interval = self.config.auto_failback_interval
+        if interval is None:
+            return None
+        now = self.monotonic()
+        if now - self.last_failback_check < interval:
+            return None
+        self.last_failback_check = now
+        view = self.breaker_view()
+        with self.lock:
+            active = self.state.slot
+            for slot in self.ranked(self.slots):
+                if slot is active:
+                    return None
+                if (
+                    slot.healthy is True
+                    and slot.healthy_since is not None
+                    and now - slot.healthy_since >= self.grace
+                    and _state(slot, view) is not State.FORCED_OPEN
+                ):
+                    return active, slot
+        return None
+
+    def complete_failback(self, active: Slot[T], target: Slot[T]) -> None:
+        """Switch to ``target`` (reason FAILBACK) if nothing changed since it was chosen; its
+        breaker was closed by the provider."""
+        with self.lock:
+            if self.state.slot is active and target.healthy is True and self.index_of(target):
+                self.switch_locked(target, SwitchReason.FAILBACK)
+
+    # ------------------------------------------------------------------- live reconfiguration
+
+    def add(self, target: T, name: str | None, weight: float,
+            new_breaker: Callable[[str], Any]) -> int:
+        with self.lock:
+            index = len(self.slots) + 1
+            label = name or f"{self.noun}-{index}"
+            slot = Slot(target, new_breaker(label), float(weight), label)
+            self.slots = [*self.slots, slot]
+        return index
+
+    def remove(self, index: int) -> Slot[T]:
+        """Remove target ``index``; the active one is switched away from first (see
+        :meth:`faulttol.OrderedProvider.remove_target` for the events). The provider
+        delivers them."""
+        view = self.breaker_view()
+        with self.lock:
+            self.check_index(index)
+            if len(self.slots) == 1:
+                raise ValueError(f"cannot remove the last {self.noun}")
+            slot = self.slots[index - 1]
+            previous_index = self.index_of(self.state.slot)
+            removing_active = slot is self.state.slot
+            if removing_active:
+                others = [s for s in self.slots if s is not slot]
+                self.state.slot = self.best_eligible(others, view) or self.ranked(others)[0]
+                self.unavailable_since = None
+            self.slots = [s for s in self.slots if s is not slot]
+            if self.monitor is not None:
+                self.monitor.remove(index)
+            new_index = self.index_of(self.state.slot)
+            if removing_active or new_index != previous_index:
+                self.publish_locked(SwitchEvent(previous_index, new_index, SwitchReason.MANUAL))
+        return slot
+
+    def set_weight(self, index: int, weight: float) -> None:
+        with self.lock:
+            self.check_index(index)
+            self.slots[index - 1].weight = float(weight)
+
+    # ------------------------------------------------------------------------------ health
+
+    def set_health(self, slot: Slot[T], ok: bool) -> None:
+        if ok and slot.healthy is not True:
+            slot.healthy_since = self.monotonic()
+            self.unavailable_since = None
+        elif not ok:
+            slot.healthy_since = None
+        slot.healthy = ok
+
+    def record_check(self, slot: Slot[T], ok: bool, epoch: int) -> bool:
+        """Record a health-check result unless a manual switch to ``slot`` happened since the
+        check started (``epoch``): then it is stale and dropped. Returns whether it was."""
+        with self.lock:
+            if slot.health_epoch != epoch or not self.index_of(slot):
+                return False
+            self.set_health(slot, ok)
+            return True
+
+    def on_health_change(self, index: int, healthy: bool) -> None:
+        """The monitor saw target ``index``'s health flip (already recorded on its slot,
+        unless dropped as stale: then the flip is ignored). An unhealthy active target is
+        failed over from (reason HEALTH_CHECK); the provider delivers the event."""
+        slots = self.slots
+        if not 1 <= index <= len(slots):
+            return
+        slot = slots[index - 1]
+        if (slot.healthy is not False) != healthy:
+            return  # a stale result (a manual switch happened while it was computed)
+        _log.info("%s: %s is %s", self.name, self.describe(slot),
+                  "healthy" if healthy else "unhealthy")
+        if not healthy and slot is self.state.slot:
+            try:
+                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
+            except Exception as exc:
+                _log.warning("%s: %s is unhealthy and no other is eligible: %s",
+                             self.name, self.describe(slot), exc)
+
+    def after_probe(self, st: Attempt[T], ok: bool) -> None:
+        """Record the on-the-spot probe of ``st.slot`` made after its call failed."""
+        st.probed = True
+        if not ok:
+            index = self.index_of(st.slot)
+            if self.monitor is not None and index:
+                self.monitor.mark_nowait(index, False)
+            self.set_health(st.slot, False)
+            _log.warning("%s: %s failed a probe after %r", self.name, self.describe(st.slot),
+                         st.exc)
+
+    def mark_unhealthy(self, slot: Slot[T], exc: BaseException | None) -> None:
+        """``slot`` failed a probe: mark it down and fail over if it is active (the provider
+        delivers the event)."""
+        self.after_probe(Attempt(slot, exc), False)
+        if slot is self.state.slot:
+            try:
+                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
+            except Exception as unavailable:
+                _log.warning("%s: no %s to fail over to: %s", self.name, self.noun, unavailable)
+
+    # ------------------------------------------------------------------ the slow path's steps
+
+    def next_step(
+        self,
+        st: Attempt[T],
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+        args: tuple[Any, ...],
+    ) -> Step:
+        """Decide what a call whose attempt failed (or could not run) does next."""
+        exc = st.exc
+        if exc is None:
+            # Not run yet on st.slot: it is unhealthy or its breaker rejected the call.
+            active = self.state.slot
+            if st.slot is not active and self.eligible(active):
+                st.move_to(active)
+                return RUN
+            reason = (
+                SwitchReason.HEALTH_CHECK
+                if st.slot.healthy is False
+                else SwitchReason.CIRCUIT_BREAKER
+            )
+            return self._failover_step(st, reason)
+        retry = self.retry
+        max_attempts = retry.config.max_attempts
+        if st.total_failures > max_attempts * len(self.slots):
+            return _raise(exc)  # a bound on one call's work, whatever other threads do
+        if isinstance(exc, CallNotPermittedError):
+            return self._failover_step(st, SwitchReason.CIRCUIT_BREAKER)
+        retryable = retry.is_retryable(exc)
+        fallback = isinstance(exc, self.fallback_exceptions)
+        if not (retryable or fallback):
+            return _raise(exc)
+        replay = may_replay(exc, args)
+        if not st.probed and self.probe_enabled:
+            return PROBE
+        if st.slot.healthy is False:
+            # The probe failed: the target is down. Switch (for everybody), then replay here
+            # only when that is safe.
+            try:
+                self.failover(st.slot, SwitchReason.HEALTH_CHECK, st.tried)
+            except Exception as unavailable:
+                return _raise(unavailable if replay else exc, cause=exc)
+            if not replay:
+                return _raise(exc)
+            st.move_to(self.state.slot)
+            return RUN
+        if not replay:
+            return _raise(exc)
+        if retryable and st.failures < max_attempts:
+            wait = retry.wait_for(st.failures)
+            retry.record_retry(st.total_failures, wait, exception=exc)
+            st.retries += 1
+            active = self.state.slot
+            if active is not st.slot and self.eligible(active):
+                st.move_to(active)  # another thread switched: no need to wait
+                return RUN
+            return Step(StepKind.WAIT, wait=wait) if wait > 0 else RUN
+        if retryable:
+            retry.record_error(st.failures, exception=exc)
+        if fallback:
+            return self._failover_step(st, SwitchReason.CIRCUIT_BREAKER)
+        return _raise(exc)
+
+    def _failover_step(self, st: Attempt[T], reason: SwitchReason) -> Step:
+        try:
+            slot = self.failover(st.slot, reason, st.tried)
+        except Exception as unavailable:
+            return _raise(unavailable, cause=st.exc)
+        st.move_to(slot)
+        return RUN
+
+    def on_recovered(self, st: Attempt[T]) -> None:
+        """The call succeeded after failures."""
+        if st.retries:
+            self.retry.record_success(st.retries + 1)
+
+
+def _state(slot: Slot[Any], view: _BreakerView | None) -> Any:
+    seen = view.get(id(slot)) if view is not None else None
+    return seen[1] if seen is not None else slot.breaker.state
+
+
+def _needs_trial(slot: Slot[Any], view: _BreakerView) -> bool:
+    seen = view.get(id(slot))
+    if seen is None:
+        return False
+    admits, state = seen
+    return not admits and state is State.OPEN
+
+
+def _prepare_destination(slot: Slot[Any]) -> None:
+    """A destination whose breaker would reject must get a trial: move it to HALF_OPEN."""
+    if slot.breaker.state is State.OPEN and not _admits(slot.breaker):
+        slot.breaker.transition_to_half_open_state()
+
+
+# --- the slow path's small state machine ---------------------------------------------------
+
+
+class StepKind(enum.Enum):
+    RUN = "run"
+    """Take a permit on ``Attempt.slot``'s breaker and run the call there."""
+    WAIT = "wait"
+    """Sleep ``Step.wait`` seconds, then run."""
+    PROBE = "probe"
+    """Probe ``Attempt.slot`` and report the outcome with :meth:`FailoverCore.after_probe`."""
+    RAISE = "raise"
+    """Raise ``Step.error``."""
+
+
+class Step:
+    __slots__ = ("error", "kind", "wait")
+
+    def __init__(self, kind: StepKind, wait: float = 0.0,
+                 error: BaseException | None = None) -> None:
+        self.kind = kind
+        self.wait = wait
+        self.error: BaseException = error if error is not None else RuntimeError("no error")
+
+
+RUN = Step(StepKind.RUN)
+PROBE = Step(StepKind.PROBE)
+
+
+def _raise(error: BaseException, cause: BaseException | None = None) -> Step:
+    if cause is not None and error is not cause and error.__cause__ is None:
+        error.__cause__ = cause
+    return Step(StepKind.RAISE, error=error)
+
+
+class Attempt(Generic[T]):
+    """Where one call stands: the slot it runs on, its last failure, what was tried."""
+
+    __slots__ = ("exc", "failures", "probed", "retries", "slot", "total_failures", "tried")
+
+    def __init__(self, slot: Slot[T], exc: BaseException | None) -> None:
+        self.slot = slot
+        self.exc = exc
+        self.tried: set[int] = {id(slot)}
+        self.failures = 0 if exc is None else 1  # failed attempts on the current slot
+        self.total_failures = self.failures
+        self.retries = 0
+        self.probed = False
+
+    def failed(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.failures += 1
+        self.total_failures += 1
+
+    def rejected(self) -> None:
+        self.exc = None
+
+    def move_to(self, slot: Slot[T]) -> None:
+        if slot is not self.slot:
+            self.slot = slot
+            self.failures = 0
+            self.probed = False
+        self.exc = None
+        self.tried.add(id(slot))
