@@ -34,6 +34,10 @@ __all__ = [
     "CircuitBreakerOnSuccessEvent",
     "Event",
     "EventPublisher",
+    "HedgeEvent",
+    "HedgeEvents",
+    "HedgeOnHedgeEvent",
+    "HedgeOnSuccessEvent",
     "RetryEvent",
     "RetryEvents",
     "RetryOnErrorEvent",
@@ -162,6 +166,28 @@ class RetryOnIgnoredErrorEvent(RetryEvent):
     exception: BaseException | None = None
 
 
+# --- hedge events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeEvent(Event):
+    """Base of hedge events; ``name`` is the hedge's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOnHedgeEvent(HedgeEvent):
+    """Hedge ``attempt`` (1 for the first hedge; the original call is attempt 0) started."""
+
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOnSuccessEvent(HedgeEvent):
+    """A hedged call succeeded; ``attempt`` is the winner (0 for the original call)."""
+
+    attempt: int = 0
+
+
 # --- publisher ---------------------------------------------------------------------------
 
 E = TypeVar("E", bound=Event)
@@ -257,3 +283,15 @@ class RetryEvents(EventPublisher[RetryEvent]):
 
     def on_ignored_error(self, consumer: C) -> C:
         return self._on(RetryOnIgnoredErrorEvent, consumer)
+
+
+class HedgeEvents(EventPublisher[HedgeEvent]):
+    """The ``.events`` of a :class:`~faulttol.Hedge`."""
+
+    __slots__ = ()
+
+    def on_hedge(self, consumer: C) -> C:
+        return self._on(HedgeOnHedgeEvent, consumer)
+
+    def on_success(self, consumer: C) -> C:
+        return self._on(HedgeOnSuccessEvent, consumer)
