@@ -20,20 +20,22 @@ from typing import Generic, TypeVar
 
 from ._clock import Clock, resolve_clock
 from .breaker import CircuitBreaker, CircuitBreakerConfig
+from .hedge import Hedge, HedgeConfig
 from .retry import Retry, RetryConfig
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
     "CircuitBreakerRegistry",
     "ConfigurationNotFoundError",
+    "HedgeRegistry",
     "RetryRegistry",
 ]
 
 DEFAULT_CONFIG_NAME = "default"
 """The name under which a registry's default configuration can also be referred to."""
 
-C = TypeVar("C", CircuitBreakerConfig, RetryConfig)
-I = TypeVar("I", CircuitBreaker, Retry)  # noqa: E741
+C = TypeVar("C", CircuitBreakerConfig, RetryConfig, HedgeConfig)
+I = TypeVar("I", CircuitBreaker, Retry, Hedge)  # noqa: E741
 
 
 class ConfigurationNotFoundError(KeyError, ValueError):
@@ -239,3 +241,33 @@ class RetryRegistry(_Registry[RetryConfig, Retry]):
         (the default config; for an existing retry, ``None`` accepts whatever it has).
         """
         return self._get_or_create(name, config)
+
+
+def _new_hedge(name: str, config: HedgeConfig, clock: Clock) -> Hedge:
+    return Hedge(name, config, clock=clock)
+
+
+class HedgeRegistry(_Registry[HedgeConfig, Hedge]):
+    """Get-or-create :class:`~faulttol.Hedge` instances by name."""
+
+    _kind = "hedge"
+    _config_type = HedgeConfig
+
+    def __init__(
+        self,
+        default_config: HedgeConfig | None = None,
+        *,
+        configs: Mapping[str, HedgeConfig] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(default_config, configs, clock, _new_hedge, HedgeConfig)
+
+    def hedge(self, name: str, config_or_config_name: HedgeConfig | str | None = None) -> Hedge:
+        """The hedge named ``name``, created with ``config_or_config_name`` if it does not
+        exist yet.
+
+        ``config_or_config_name`` is a config object, the name of a registered configuration,
+        or ``None`` (the default config; for an existing hedge, ``None`` accepts whatever it
+        has).
+        """
+        return self._get_or_create(name, config_or_config_name)
