@@ -18,6 +18,7 @@ from .breaker import (
 )
 from .decorators import Decorators
 from .fallback import Fallback
+from .hedge import Hedge, HedgeConfig, HedgeMetrics
 from .provider import (
     ActiveState,
     AsyncOrderedProvider,
@@ -31,7 +32,7 @@ from .provider import (
     TargetStatus,
     TemporaryUnavailableError,
 )
-from .registry import CircuitBreakerRegistry, RetryRegistry
+from .registry import CircuitBreakerRegistry, HedgeRegistry, RetryRegistry
 from .retry import MaxRetriesExceededError, Retry, RetryConfig
 
 __all__ = [
@@ -50,6 +51,10 @@ __all__ = [
     "Decorators",
     "FailoverStrategy",
     "Fallback",
+    "Hedge",
+    "HedgeConfig",
+    "HedgeMetrics",
+    "HedgeRegistry",
     "MaxRetriesExceededError",
     "NoValidTargetError",
     "OrderedProvider",

@@ -28,6 +28,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from ._breaker_protocol import as_breaker
 from .breaker import CircuitBreaker
 from .fallback import Fallback
+from .hedge import Hedge
 from .retry import Retry
 
 __all__ = ["Decorators"]
@@ -96,6 +97,13 @@ class Decorators(Generic[P, R]):
                 raise TypeError("with_fallback needs a handler")
             fallback = Fallback(exceptions, handler)
         return Decorators(fallback.decorate(self._fn), self._original)
+
+    def with_hedge(self, hedge: Hedge) -> Decorators[P, R]:
+        """Hedge what was built so far with ``hedge``: each attempt (the original call and
+        every hedge) runs through the layers added before, on its own thread or task."""
+        if not isinstance(hedge, Hedge):
+            raise TypeError(f"with_hedge expects a faulttol Hedge, got {hedge!r}")
+        return Decorators(hedge.decorate(self._fn), self._original)
 
     def decorate(self) -> Callable[P, R]:
         """The composed callable, with ``fn``'s signature."""
