@@ -24,6 +24,7 @@ from faulttol import (
     CallNotPermittedError,
     CircuitBreaker,
     CircuitBreakerConfig,
+    Hedge,
     OrderedProvider,
     Retry,
     RetryConfig,
@@ -128,6 +129,7 @@ def test_instruments_have_the_documented_names_kinds_and_units() -> None:
     exporter.register_retry(Retry("r", clock=FakeClock()))
     provider = OrderedProvider(["x", "y"], clock=FakeClock(), name="p")
     exporter.register_provider(provider)
+    exporter.register_hedge(Hedge("h", clock=FakeClock()))
     c = Collected(reader)
     assert c.scopes == {METER_NAME}
     for spec in METRICS:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..breaker import CircuitBreaker, State
+from ..hedge import Hedge
 from ..retry import Retry
-from ._counting import ProviderLike, _BreakerCounts, _RetryCounts, _SwitchCounts
+from ._counting import ProviderLike, _BreakerCounts, _HedgeCounts, _RetryCounts, _SwitchCounts
 from ._spec import (
     METRICS,
     BreakerSample,
+    HedgeSample,
     Labels,
     MetricKind,
     MetricSpec,
@@ -138,6 +140,7 @@ class MetricsCollector:
         self._breakers: dict[str, _BreakerEntry] = {}
         self._retries: dict[str, tuple[Retry, _RetryCounts]] = {}
         self._providers: dict[str, _ProviderEntry] = {}
+        self._hedges: dict[str, tuple[Hedge, _HedgeCounts]] = {}
 
     def register_circuit_breaker(self, breaker: CircuitBreaker, *, name: str | None = None) -> None:
         """Export ``breaker`` with the label ``name`` (default: ``breaker.name``)."""
@@ -173,6 +176,16 @@ class MetricsCollector:
                 _check_same("provider", label, existing.provider, provider)
                 return
             self._providers[label] = _ProviderEntry(provider, label)
+
+    def register_hedge(self, hedge: Hedge, *, name: str | None = None) -> None:
+        """Export ``hedge`` with the label ``name`` (default: ``hedge.name``)."""
+        label = hedge.name if name is None else name
+        with self._lock:
+            existing = self._hedges.get(label)
+            if existing is not None:
+                _check_same("hedge", label, existing[0], hedge)
+                return
+            self._hedges[label] = (hedge, _HedgeCounts(hedge))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -233,8 +246,16 @@ class MetricsCollector:
             )
         return out
 
+    def hedge_samples(self) -> list[HedgeSample]:
+        """Every registered hedge."""
+        with self._lock:
+            hedges = list(self._hedges.items())
+        return [HedgeSample({"name": n}, *counts.read()) for n, (_, counts) in hedges]
+
     def samples(self, source: Source) -> list[Any]:
         """The current samples of one source."""
+        if source is Source.HEDGE:
+            return self.hedge_samples()
         if source is Source.BREAKER:
             return self.breaker_samples()
         if source is Source.RETRY:
@@ -279,6 +300,11 @@ class MetricsExporter:
     def register_retry(self: _X, retry: Retry, *, name: str | None = None) -> _X:
         """Export ``retry`` (labelled ``name``, default ``retry.name``); returns self."""
         self._collector.register_retry(retry, name=name)
+        return self
+
+    def register_hedge(self: _X, hedge: Hedge, *, name: str | None = None) -> _X:
+        """Export ``hedge`` (labelled ``name``, default ``hedge.name``); returns self."""
+        self._collector.register_hedge(hedge, name=name)
         return self
 
     def register_provider(self: _X, provider: ProviderLike, *, name: str | None = None) -> _X:

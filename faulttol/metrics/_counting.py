@@ -15,6 +15,7 @@ from ..events import (
     RetryOnRetryEvent,
     RetryOnSuccessEvent,
 )
+from ..hedge import Hedge
 from ..provider import SwitchEvent, SwitchReason
 from ..retry import Retry
 
@@ -152,3 +153,18 @@ class _SwitchCounts:
             return dict(self._counts)
 
 
+class _HedgeCounts:
+    """Hedges and wins by attempt of one hedge since registration: its own cumulative
+    ``metrics`` minus their value at registration (read at collection, no per-call cost)."""
+
+    __slots__ = ("_baseline", "_hedge")
+
+    def __init__(self, hedge: Hedge) -> None:
+        self._hedge = hedge
+        self._baseline = hedge.metrics
+
+    def read(self) -> tuple[int, tuple[int, ...]]:
+        """Hedges started, wins by attempt (index 0: the original call)."""
+        now, base = self._hedge.metrics, self._baseline
+        wins = tuple(n - b for n, b in zip(now.wins_by_attempt, base.wins_by_attempt, strict=True))
+        return now.number_of_hedges - base.number_of_hedges, wins

@@ -35,6 +35,7 @@ __all__ = [
     "RETRY_CALL_OUTCOMES",
     "SLOW_CALL_OUTCOMES",
     "BreakerSample",
+    "HedgeSample",
     "Labels",
     "MetricKind",
     "MetricSpec",
@@ -121,12 +122,23 @@ class ProviderSample:
     targets: tuple[TargetSample, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class HedgeSample:
+    """One hedge at collection time: hedges started and wins by attempt (index 0: the
+    original call), counted since registration."""
+
+    labels: Labels
+    hedges: int
+    wins_by_attempt: tuple[int, ...]
+
+
 class Source(enum.Enum):
     """Which kind of sample a metric is read from."""
 
     BREAKER = "breaker"
     RETRY = "retry"
     PROVIDER = "provider"
+    HEDGE = "hedge"
 
 
 class MetricKind(enum.Enum):
@@ -236,6 +248,17 @@ def _read_weight(s: ProviderSample) -> Iterator[Point]:
     for t in s.targets:
         if t.weight is not None:
             yield dict(t.labels), t.weight
+
+
+def _read_hedges(s: HedgeSample) -> Iterator[Point]:
+    yield dict(s.labels), float(s.hedges)
+
+
+def _read_hedge_wins(s: HedgeSample) -> Iterator[Point]:
+    for attempt, n in enumerate(s.wins_by_attempt):
+        labels: Labels = dict(s.labels)
+        labels["attempt"] = attempt
+        yield labels, float(n)
 
 
 _B: Final = ("name",)
@@ -407,6 +430,26 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "The target's weight (used by the weighted strategy).",
         Source.PROVIDER,
         _read_weight,
+    ),
+    MetricSpec(
+        "faulttol_hedge_hedges_total",
+        "faulttol.hedge.hedges",
+        MetricKind.COUNTER,
+        "{hedge}",
+        _B,
+        "Hedges started: attempts made besides the original calls.",
+        Source.HEDGE,
+        _read_hedges,
+    ),
+    MetricSpec(
+        "faulttol_hedge_wins_total",
+        "faulttol.hedge.wins",
+        MetricKind.COUNTER,
+        "{call}",
+        (*_B, "attempt"),
+        "Successful hedged calls, by the attempt that won: 0 for the original call, n for hedge n.",
+        Source.HEDGE,
+        _read_hedge_wins,
     ),
 )
 
