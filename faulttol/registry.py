@@ -20,22 +20,26 @@ from typing import Generic, TypeVar
 
 from ._clock import Clock, resolve_clock
 from .breaker import CircuitBreaker, CircuitBreakerConfig
+from .bulkhead import Bulkhead, BulkheadConfig
 from .hedge import Hedge, HedgeConfig
 from .retry import Retry, RetryConfig
+from .timelimiter import TimeLimiter, TimeLimiterConfig
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "BulkheadRegistry",
     "CircuitBreakerRegistry",
     "ConfigurationNotFoundError",
     "HedgeRegistry",
     "RetryRegistry",
+    "TimeLimiterRegistry",
 ]
 
 DEFAULT_CONFIG_NAME = "default"
 """The name under which a registry's default configuration can also be referred to."""
 
-C = TypeVar("C", CircuitBreakerConfig, RetryConfig, HedgeConfig)
-I = TypeVar("I", CircuitBreaker, Retry, Hedge)  # noqa: E741
+C = TypeVar("C", CircuitBreakerConfig, RetryConfig, HedgeConfig, BulkheadConfig, TimeLimiterConfig)
+I = TypeVar("I", CircuitBreaker, Retry, Hedge, Bulkhead, TimeLimiter)  # noqa: E741
 
 
 class ConfigurationNotFoundError(KeyError, ValueError):
@@ -268,6 +272,72 @@ class HedgeRegistry(_Registry[HedgeConfig, Hedge]):
 
         ``config_or_config_name`` is a config object, the name of a registered configuration,
         or ``None`` (the default config; for an existing hedge, ``None`` accepts whatever it
+        has).
+        """
+        return self._get_or_create(name, config_or_config_name)
+
+
+def _new_bulkhead(name: str, config: BulkheadConfig, clock: Clock) -> Bulkhead:
+    return Bulkhead(name, config, clock=clock)
+
+
+class BulkheadRegistry(_Registry[BulkheadConfig, Bulkhead]):
+    """Get-or-create :class:`~faulttol.Bulkhead` instances by name (one shared bulkhead per
+    dependency, however many call sites use it)."""
+
+    _kind = "bulkhead"
+    _config_type = BulkheadConfig
+
+    def __init__(
+        self,
+        default_config: BulkheadConfig | None = None,
+        *,
+        configs: Mapping[str, BulkheadConfig] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(default_config, configs, clock, _new_bulkhead, BulkheadConfig)
+
+    def bulkhead(
+        self, name: str, config_or_config_name: BulkheadConfig | str | None = None
+    ) -> Bulkhead:
+        """The bulkhead named ``name``, created with ``config_or_config_name`` if it does not
+        exist yet.
+
+        ``config_or_config_name`` is a config object, the name of a registered configuration,
+        or ``None`` (the default config; for an existing bulkhead, ``None`` accepts whatever
+        it has).
+        """
+        return self._get_or_create(name, config_or_config_name)
+
+
+def _new_time_limiter(name: str, config: TimeLimiterConfig, clock: Clock) -> TimeLimiter:
+    return TimeLimiter(name, config, clock=clock)
+
+
+class TimeLimiterRegistry(_Registry[TimeLimiterConfig, TimeLimiter]):
+    """Get-or-create :class:`~faulttol.TimeLimiter` instances by name (created with the
+    shared default executor for sync calls)."""
+
+    _kind = "time limiter"
+    _config_type = TimeLimiterConfig
+
+    def __init__(
+        self,
+        default_config: TimeLimiterConfig | None = None,
+        *,
+        configs: Mapping[str, TimeLimiterConfig] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(default_config, configs, clock, _new_time_limiter, TimeLimiterConfig)
+
+    def time_limiter(
+        self, name: str, config_or_config_name: TimeLimiterConfig | str | None = None
+    ) -> TimeLimiter:
+        """The time limiter named ``name``, created with ``config_or_config_name`` if it does
+        not exist yet.
+
+        ``config_or_config_name`` is a config object, the name of a registered configuration,
+        or ``None`` (the default config; for an existing limiter, ``None`` accepts whatever it
         has).
         """
         return self._get_or_create(name, config_or_config_name)
