@@ -16,6 +16,15 @@ from .breaker import (
     SlidingWindowType,
     State,
 )
+from .bulkhead import (
+    Bulkhead,
+    BulkheadConfig,
+    BulkheadFullError,
+    BulkheadMetrics,
+    ThreadPoolBulkhead,
+    ThreadPoolBulkheadConfig,
+    ThreadPoolBulkheadMetrics,
+)
 from .decorators import Decorators
 from .fallback import Fallback
 from .hedge import Hedge, HedgeConfig, HedgeMetrics
@@ -32,14 +41,31 @@ from .provider import (
     TargetStatus,
     TemporaryUnavailableError,
 )
-from .registry import CircuitBreakerRegistry, HedgeRegistry, RetryRegistry
+from .registry import (
+    BulkheadRegistry,
+    CircuitBreakerRegistry,
+    HedgeRegistry,
+    RetryRegistry,
+    TimeLimiterRegistry,
+)
 from .retry import MaxRetriesExceededError, Retry, RetryConfig
+from .timelimiter import (
+    TimeLimiter,
+    TimeLimiterConfig,
+    TimeLimiterMetrics,
+    TimeLimitExceededError,
+)
 
 __all__ = [
     "SYSTEM_CLOCK",
     "ActiveState",
     "AsyncOrderedProvider",
     "Breaker",
+    "Bulkhead",
+    "BulkheadConfig",
+    "BulkheadFullError",
+    "BulkheadMetrics",
+    "BulkheadRegistry",
     "CallNotPermittedError",
     "CircuitBreaker",
     "CircuitBreakerConfig",
@@ -70,4 +96,12 @@ __all__ = [
     "SystemClock",
     "TargetStatus",
     "TemporaryUnavailableError",
+    "ThreadPoolBulkhead",
+    "ThreadPoolBulkheadConfig",
+    "ThreadPoolBulkheadMetrics",
+    "TimeLimitExceededError",
+    "TimeLimiter",
+    "TimeLimiterConfig",
+    "TimeLimiterMetrics",
+    "TimeLimiterRegistry",
 ]

@@ -27,9 +27,11 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from ._breaker_protocol import as_breaker
 from .breaker import CircuitBreaker
+from .bulkhead import Bulkhead, ThreadPoolBulkhead
 from .fallback import Fallback
 from .hedge import Hedge
 from .retry import Retry
+from .timelimiter import TimeLimiter
 
 __all__ = ["Decorators"]
 
@@ -104,6 +106,25 @@ class Decorators(Generic[P, R]):
         if not isinstance(hedge, Hedge):
             raise TypeError(f"with_hedge expects a faulttol Hedge, got {hedge!r}")
         return Decorators(hedge.decorate(self._fn), self._original)
+
+    def with_bulkhead(self, bulkhead: Bulkhead | ThreadPoolBulkhead) -> Decorators[P, R]:
+        """Run what was built so far in a slot of ``bulkhead``: a :class:`~faulttol.Bulkhead`
+        (in the caller's thread or task) or a :class:`~faulttol.ThreadPoolBulkhead` (on its
+        threads)."""
+        if not isinstance(bulkhead, (Bulkhead, ThreadPoolBulkhead)):
+            raise TypeError(
+                f"with_bulkhead expects a faulttol Bulkhead or ThreadPoolBulkhead, got {bulkhead!r}"
+            )
+        return Decorators(bulkhead.decorate(self._fn), self._original)
+
+    def with_time_limiter(self, time_limiter: TimeLimiter) -> Decorators[P, R]:
+        """Give what was built so far a deadline with ``time_limiter`` (a sync function then
+        runs on the limiter's executor)."""
+        if not isinstance(time_limiter, TimeLimiter):
+            raise TypeError(
+                f"with_time_limiter expects a faulttol TimeLimiter, got {time_limiter!r}"
+            )
+        return Decorators(time_limiter.decorate(self._fn), self._original)
 
     def decorate(self) -> Callable[P, R]:
         """The composed callable, with ``fn``'s signature."""
