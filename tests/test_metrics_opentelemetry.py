@@ -24,11 +24,14 @@ from faulttol import (
     CallNotPermittedError,
     CircuitBreaker,
     CircuitBreakerConfig,
+    Bulkhead,
     Hedge,
     OrderedProvider,
     Retry,
     RetryConfig,
     State,
+    ThreadPoolBulkhead,
+    TimeLimiter,
 )
 from faulttol.events import CircuitBreakerOnSuccessEvent
 from faulttol.metrics import METRICS, MetricKind
@@ -130,10 +133,13 @@ def test_instruments_have_the_documented_names_kinds_and_units() -> None:
     provider = OrderedProvider(["x", "y"], clock=FakeClock(), name="p")
     exporter.register_provider(provider)
     exporter.register_hedge(Hedge("h", clock=FakeClock()))
+    exporter.register_bulkhead(Bulkhead("bh", clock=FakeClock()))
+    exporter.register_bulkhead(ThreadPoolBulkhead("pool", clock=FakeClock()))  # no threads yet
+    exporter.register_time_limiter(TimeLimiter("tl", clock=FakeClock()))
     c = Collected(reader)
     assert c.scopes == {METER_NAME}
     for spec in METRICS:
-        assert re.fullmatch(r"faulttol\.[a-z_.]+", spec.otel_name)
+        assert re.fullmatch(r"(faulttol|resilience4j)\.[a-z_.]+", spec.otel_name)
         metric = c.metrics[spec.otel_name]
         assert metric.unit == spec.unit
         assert metric.description == spec.description

@@ -678,7 +678,10 @@ def test_metric_names_follow_prometheus_conventions() -> None:
     names = [spec.prometheus_name for spec in METRICS]
     assert len(set(names)) == len(names)
     for spec in METRICS:
-        assert re.fullmatch(r"faulttol_[a-z_]+", spec.prometheus_name), spec.prometheus_name
+        # faulttol's own metrics, and resilience4j's names for the components it has too
+        assert re.fullmatch(r"(faulttol|resilience4j)_[a-z_]+", spec.prometheus_name), (
+            spec.prometheus_name
+        )
         assert spec.prometheus_name.endswith("_total") == (spec.kind is MetricKind.COUNTER)
     # Every family is present in a scrape, even before anything happened.
     registry, exporter = fresh()

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..breaker import CircuitBreaker, State
+from ..bulkhead import Bulkhead, ThreadPoolBulkhead
 from ..hedge import Hedge
 from ..retry import Retry
+from ..timelimiter import TimeLimiter
 from ._counting import ProviderLike, _BreakerCounts, _HedgeCounts, _RetryCounts, _SwitchCounts
 from ._spec import (
     METRICS,
     BreakerSample,
+    BulkheadSample,
     HedgeSample,
     Labels,
     MetricKind,
@@ -28,6 +31,8 @@ from ._spec import (
     RetrySample,
     Source,
     TargetSample,
+    ThreadPoolBulkheadSample,
+    TimeLimiterSample,
 )
 
 __all__ = ["METRICS", "MetricKind", "MetricSpec", "MetricsCollector", "MetricsExporter",
@@ -141,6 +146,10 @@ class MetricsCollector:
         self._retries: dict[str, tuple[Retry, _RetryCounts]] = {}
         self._providers: dict[str, _ProviderEntry] = {}
         self._hedges: dict[str, tuple[Hedge, _HedgeCounts]] = {}
+        self._bulkheads: dict[str, Bulkhead] = {}
+        self._thread_pool_bulkheads: dict[str, ThreadPoolBulkhead] = {}
+        # A limiter's own cumulative counts at registration: exported counts start there.
+        self._time_limiters: dict[str, tuple[TimeLimiter, tuple[int, int, int]]] = {}
 
     def register_circuit_breaker(self, breaker: CircuitBreaker, *, name: str | None = None) -> None:
         """Export ``breaker`` with the label ``name`` (default: ``breaker.name``)."""
@@ -186,6 +195,35 @@ class MetricsCollector:
                 _check_same("hedge", label, existing[0], hedge)
                 return
             self._hedges[label] = (hedge, _HedgeCounts(hedge))
+
+    def register_bulkhead(
+        self, bulkhead: Bulkhead | ThreadPoolBulkhead, *, name: str | None = None
+    ) -> None:
+        """Export ``bulkhead`` (a :class:`~faulttol.Bulkhead` or a
+        :class:`~faulttol.ThreadPoolBulkhead`) with the label ``name`` (default: its name)."""
+        label = bulkhead.name if name is None else name
+        table: dict[str, Any] = (
+            self._thread_pool_bulkheads
+            if isinstance(bulkhead, ThreadPoolBulkhead)
+            else self._bulkheads
+        )
+        with self._lock:
+            existing = table.get(label)
+            if existing is not None:
+                _check_same("bulkhead", label, existing, bulkhead)
+                return
+            table[label] = bulkhead
+
+    def register_time_limiter(self, time_limiter: TimeLimiter, *, name: str | None = None) -> None:
+        """Export ``time_limiter`` with the label ``name`` (default: ``time_limiter.name``);
+        its calls are counted from registration on."""
+        label = time_limiter.name if name is None else name
+        with self._lock:
+            existing = self._time_limiters.get(label)
+            if existing is not None:
+                _check_same("time limiter", label, existing[0], time_limiter)
+                return
+            self._time_limiters[label] = (time_limiter, _time_limiter_counts(time_limiter))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -252,8 +290,59 @@ class MetricsCollector:
             hedges = list(self._hedges.items())
         return [HedgeSample({"name": n}, *counts.read()) for n, (_, counts) in hedges]
 
+    def bulkhead_samples(self) -> list[BulkheadSample]:
+        """Every registered :class:`~faulttol.Bulkhead`."""
+        with self._lock:
+            bulkheads = list(self._bulkheads.items())
+        out = []
+        for n, b in bulkheads:
+            m = b.metrics
+            out.append(
+                BulkheadSample(
+                    {"name": n}, m.available_concurrent_calls, m.max_allowed_concurrent_calls
+                )
+            )
+        return out
+
+    def thread_pool_bulkhead_samples(self) -> list[ThreadPoolBulkheadSample]:
+        """Every registered :class:`~faulttol.ThreadPoolBulkhead`."""
+        with self._lock:
+            pools = list(self._thread_pool_bulkheads.items())
+        out = []
+        for n, b in pools:
+            m = b.metrics
+            out.append(
+                ThreadPoolBulkheadSample(
+                    {"name": n},
+                    m.queue_depth,
+                    m.queue_capacity,
+                    m.thread_pool_size,
+                    m.core_thread_pool_size,
+                    m.max_thread_pool_size,
+                )
+            )
+        return out
+
+    def time_limiter_samples(self) -> list[TimeLimiterSample]:
+        """Every registered :class:`~faulttol.TimeLimiter`: calls by kind since registration."""
+        with self._lock:
+            limiters = list(self._time_limiters.items())
+        return [
+            TimeLimiterSample(
+                {"name": n},
+                tuple(c - b for c, b in zip(_time_limiter_counts(t), base, strict=True)),
+            )
+            for n, (t, base) in limiters
+        ]
+
     def samples(self, source: Source) -> list[Any]:
         """The current samples of one source."""
+        if source is Source.BULKHEAD:
+            return self.bulkhead_samples()
+        if source is Source.THREAD_POOL_BULKHEAD:
+            return self.thread_pool_bulkhead_samples()
+        if source is Source.TIME_LIMITER:
+            return self.time_limiter_samples()
         if source is Source.HEDGE:
             return self.hedge_samples()
         if source is Source.BREAKER:
@@ -267,6 +356,11 @@ class MetricsCollector:
         if samples is None:
             samples = self.samples(spec.source)
         return [point for sample in samples for point in spec.read(sample)]
+
+
+def _time_limiter_counts(time_limiter: TimeLimiter) -> tuple[int, int, int]:
+    m = time_limiter.metrics
+    return (m.number_of_successful_calls, m.number_of_failed_calls, m.number_of_timed_out_calls)
 
 
 def _check_same(kind: str, label: str, registered: object, new: object) -> None:
@@ -305,6 +399,21 @@ class MetricsExporter:
     def register_hedge(self: _X, hedge: Hedge, *, name: str | None = None) -> _X:
         """Export ``hedge`` (labelled ``name``, default ``hedge.name``); returns self."""
         self._collector.register_hedge(hedge, name=name)
+        return self
+
+    def register_bulkhead(
+        self: _X, bulkhead: Bulkhead | ThreadPoolBulkhead, *, name: str | None = None
+    ) -> _X:
+        """Export ``bulkhead`` (a ``Bulkhead`` or a ``ThreadPoolBulkhead``; labelled ``name``,
+        default its name); returns self."""
+        self._collector.register_bulkhead(bulkhead, name=name)
+        return self
+
+    def register_time_limiter(
+        self: _X, time_limiter: TimeLimiter, *, name: str | None = None
+    ) -> _X:
+        """Export ``time_limiter`` (labelled ``name``, default its name); returns self."""
+        self._collector.register_time_limiter(time_limiter, name=name)
         return self
 
     def register_provider(self: _X, provider: ProviderLike, *, name: str | None = None) -> _X:

@@ -34,7 +34,9 @@ __all__ = [
     "METRICS",
     "RETRY_CALL_OUTCOMES",
     "SLOW_CALL_OUTCOMES",
+    "TIME_LIMITER_CALL_KINDS",
     "BreakerSample",
+    "BulkheadSample",
     "HedgeSample",
     "Labels",
     "MetricKind",
@@ -44,6 +46,8 @@ __all__ = [
     "RetrySample",
     "Source",
     "TargetSample",
+    "ThreadPoolBulkheadSample",
+    "TimeLimiterSample",
     "state_label",
     "switch_reason_label",
 ]
@@ -57,6 +61,8 @@ Point = tuple[Labels, float]
 BREAKER_CALL_OUTCOMES: Final = ("successful", "failed", "ignored", "not_permitted")
 """``outcome`` values of ``faulttol_circuit_breaker_calls_total``."""
 SLOW_CALL_OUTCOMES: Final = ("successful", "failed")
+TIME_LIMITER_CALL_KINDS: Final = ("successful", "failed", "timeout")
+"""``kind`` values of ``resilience4j_timelimiter_calls_total`` (resilience4j's)."""
 
 
 
@@ -132,6 +138,36 @@ class HedgeSample:
     wins_by_attempt: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BulkheadSample:
+    """One :class:`~faulttol.Bulkhead` at collection time."""
+
+    labels: Labels
+    available_concurrent_calls: int
+    max_allowed_concurrent_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPoolBulkheadSample:
+    """One :class:`~faulttol.ThreadPoolBulkhead` at collection time."""
+
+    labels: Labels
+    queue_depth: int
+    queue_capacity: int
+    thread_pool_size: int
+    core_thread_pool_size: int
+    max_thread_pool_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimiterSample:
+    """One :class:`~faulttol.TimeLimiter` at collection time: calls by kind since
+    registration, in the order of :data:`TIME_LIMITER_CALL_KINDS`."""
+
+    labels: Labels
+    calls: tuple[int, ...]
+
+
 class Source(enum.Enum):
     """Which kind of sample a metric is read from."""
 
@@ -139,6 +175,9 @@ class Source(enum.Enum):
     RETRY = "retry"
     PROVIDER = "provider"
     HEDGE = "hedge"
+    BULKHEAD = "bulkhead"
+    THREAD_POOL_BULKHEAD = "thread_pool_bulkhead"
+    TIME_LIMITER = "time_limiter"
 
 
 class MetricKind(enum.Enum):
@@ -259,6 +298,18 @@ def _read_hedge_wins(s: HedgeSample) -> Iterator[Point]:
         labels: Labels = dict(s.labels)
         labels["attempt"] = attempt
         yield labels, float(n)
+
+
+def _sample_field(field: str) -> Callable[[Any], Iterator[Point]]:
+    def read(s: Any) -> Iterator[Point]:
+        yield dict(s.labels), float(getattr(s, field))
+
+    return read
+
+
+def _read_time_limiter_calls(s: TimeLimiterSample) -> Iterator[Point]:
+    for kind, n in zip(TIME_LIMITER_CALL_KINDS, s.calls, strict=True):
+        yield _with(s.labels, "kind", kind), float(n)
 
 
 _B: Final = ("name",)
@@ -450,6 +501,89 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Successful hedged calls, by the attempt that won: 0 for the original call, n for hedge n.",
         Source.HEDGE,
         _read_hedge_wins,
+    ),
+    # resilience4j's names (micrometer's, dotted, for OpenTelemetry; underscored for
+    # Prometheus), so dashboards built for resilience4j work unchanged.
+    MetricSpec(
+        "resilience4j_bulkhead_available_concurrent_calls",
+        "resilience4j.bulkhead.available.concurrent.calls",
+        MetricKind.GAUGE,
+        "{call}",
+        _B,
+        "Free slots of the bulkhead: calls it would admit now without waiting.",
+        Source.BULKHEAD,
+        _sample_field("available_concurrent_calls"),
+    ),
+    MetricSpec(
+        "resilience4j_bulkhead_max_allowed_concurrent_calls",
+        "resilience4j.bulkhead.max.allowed.concurrent.calls",
+        MetricKind.GAUGE,
+        "{call}",
+        _B,
+        "The bulkhead's max_concurrent_calls.",
+        Source.BULKHEAD,
+        _sample_field("max_allowed_concurrent_calls"),
+    ),
+    MetricSpec(
+        "resilience4j_thread_pool_bulkhead_queue_depth",
+        "resilience4j.thread_pool_bulkhead.queue.depth",
+        MetricKind.GAUGE,
+        "{call}",
+        _B,
+        "Calls waiting in the thread-pool bulkhead's queue.",
+        Source.THREAD_POOL_BULKHEAD,
+        _sample_field("queue_depth"),
+    ),
+    MetricSpec(
+        "resilience4j_thread_pool_bulkhead_queue_capacity",
+        "resilience4j.thread_pool_bulkhead.queue.capacity",
+        MetricKind.GAUGE,
+        "{call}",
+        _B,
+        "The thread-pool bulkhead's queue_capacity.",
+        Source.THREAD_POOL_BULKHEAD,
+        _sample_field("queue_capacity"),
+    ),
+    MetricSpec(
+        "resilience4j_thread_pool_bulkhead_thread_pool_size",
+        "resilience4j.thread_pool_bulkhead.thread.pool.size",
+        MetricKind.GAUGE,
+        "{thread}",
+        _B,
+        "Threads of the thread-pool bulkhead alive now (busy or idle).",
+        Source.THREAD_POOL_BULKHEAD,
+        _sample_field("thread_pool_size"),
+    ),
+    MetricSpec(
+        "resilience4j_thread_pool_bulkhead_core_thread_pool_size",
+        "resilience4j.thread_pool_bulkhead.core.thread.pool.size",
+        MetricKind.GAUGE,
+        "{thread}",
+        _B,
+        "The thread-pool bulkhead's core_thread_pool_size.",
+        Source.THREAD_POOL_BULKHEAD,
+        _sample_field("core_thread_pool_size"),
+    ),
+    MetricSpec(
+        "resilience4j_thread_pool_bulkhead_max_thread_pool_size",
+        "resilience4j.thread_pool_bulkhead.max.thread.pool.size",
+        MetricKind.GAUGE,
+        "{thread}",
+        _B,
+        "The thread-pool bulkhead's max_thread_pool_size.",
+        Source.THREAD_POOL_BULKHEAD,
+        _sample_field("max_thread_pool_size"),
+    ),
+    MetricSpec(
+        "resilience4j_timelimiter_calls_total",
+        "resilience4j.timelimiter.calls",
+        MetricKind.COUNTER,
+        "{call}",
+        (*_B, "kind"),
+        "Calls through the time limiter by kind: successful, failed (raised within the "
+        "deadline), timeout.",
+        Source.TIME_LIMITER,
+        _read_time_limiter_calls,
     ),
 )
 
