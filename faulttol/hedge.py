@@ -395,7 +395,6 @@ class Hedge:
 
             submit(job)
 
-        start(0, fn)
         clock = self._clock
         system = self._system_clock
         handled = self._config.should_handle
@@ -403,8 +402,9 @@ class Hedge:
         get = outcomes.get
         running = 1
         hedge = 1  # the next hedge to start
-        due = self._due(1)
+        due = self._due(1)  # read before the attempt runs: the delay counts from its start
         last_error: BaseException | None = None
+        start(0, fn)
         while True:
             timeout: float | None = None
             if hedge <= limit and due is not None:
@@ -416,11 +416,11 @@ class Hedge:
                         if running == 0 and last_error is not None:
                             raise last_error
                         continue
+                    due = self._due(hedge + 1) if hedge < limit else None
                     self._record_hedge(hedge)
                     start(hedge, action)
                     running += 1
                     hedge += 1
-                    due = self._due(hedge) if hedge <= limit else None
                     continue
                 timeout = remaining if system else _FAKE_CLOCK_POLL
             try:
@@ -457,6 +457,7 @@ class Hedge:
                 waiter.set_result(None)
 
         def start(attempt: int, action: Callable[..., Awaitable[Any]]) -> None:
+            future: asyncio.Future[Any]
             try:
                 future = asyncio.ensure_future(action(*args, **kwargs), loop=loop)
             except BaseException as exc:  # failed before it could start: its outcome
@@ -471,9 +472,9 @@ class Hedge:
         limit = self._config.max_hedged_attempts
         hedge = 1  # the next hedge to start
         last_error: BaseException | None = None
+        due = self._due(1)  # read before the attempt runs: the delay counts from its start
         start(0, fn)
         try:
-            due = self._due(1)
             while True:
                 while finished:
                     future = finished.popleft()
@@ -504,10 +505,10 @@ class Hedge:
                             if not attempts and last_error is not None:
                                 raise last_error
                             continue
+                        due = self._due(hedge + 1) if hedge < limit else None
                         self._record_hedge(hedge)
                         start(hedge, action)
                         hedge += 1
-                        due = self._due(hedge) if hedge <= limit else None
                         continue
                     timeout = remaining if system else _FAKE_CLOCK_POLL
                 waiter = loop.create_future()
