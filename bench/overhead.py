@@ -1,6 +1,6 @@
 """Per-call overhead of faulttol against pybreaker and circuitbreaker, in one process.
 
-Three parts:
+Parts:
 
 1. Success path: the cost per call of guarding a trivial function, for each row of
    :func:`overhead_rows` (a bare call, faulttol's breaker with each window type, pybreaker,
@@ -13,9 +13,12 @@ Three parts:
    its lock across the call and serialises them.
 3. ``--memory``: a TIME_BASED window has the same size after 1,000,000 recorded calls as after
    10 (its buckets aggregate counts).
+4. ``--only hedge``: the success path of a hedged call (it succeeds long before the delay, so
+   no hedge starts), sync and asyncio, against a plain call and the cheapest way to run a call
+   on another thread (``ThreadPoolExecutor``) or as a task, and asynchedging's ``hedge``.
 
 Run: ``python bench/overhead.py`` (all parts; ``--quick`` for a shorter run,
-``--only success|threads|memory`` for one part). Add rows by appending ``(name, callable)``
+``--only success|threads|memory|hedge`` for one part). Add rows by appending ``(name, callable)``
 pairs in :func:`overhead_rows`.
 """
 
@@ -253,9 +256,118 @@ def memory_part(big: int = 1_000_000) -> None:
     print(f"  same size: {'yes' if same else 'NO'}")
 
 
+def _median_table(
+    title: str, samples: dict[str, list[float]], anchor: str, bare: str
+) -> dict[str, float]:
+    """Print median and best ns/call per row, with the ratios to ``bare`` and ``anchor``."""
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print(title)
+    print(f"{'row':<40} {'median':>9} {'best':>9} {'median/bare':>12} {'median/anchor':>14}")
+    for name, values in samples.items():
+        print(
+            f"{name:<40} {medians[name]:>9.0f} {min(values):>9.0f}"
+            f" {medians[name] / medians[bare]:>11.1f}x {medians[name] / medians[anchor]:>13.2f}x"
+        )
+    print(f"  (anchor: {anchor})")
+    return medians
+
+
+def _hedge_sync_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faulttol.hedge import Hedge
+
+    hedge = Hedge("bench-hedge")  # default config: one hedge after 2 s, never reached here
+    executor = ThreadPoolExecutor(max_workers=1)
+    rows: list[Row] = [
+        ("bare call", target),
+        (HEDGE_SYNC_ANCHOR, lambda: executor.submit(target).result()),
+        ("faulttol Hedge (sync)", hedge.decorate(target)),
+    ]
+    numbers = {name: calibrate(fn, round_seconds) for name, fn in rows}
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    try:
+        for _ in range(rounds):
+            for name, fn in rows:
+                elapsed = timeit.Timer(fn).timeit(numbers[name])
+                samples[name].append(elapsed / numbers[name] * 1e9)
+    finally:
+        executor.shutdown()
+        hedge.close()
+    return samples
+
+
+async def _hedge_async_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    import asyncio
+
+    from faulttol.hedge import Hedge
+
+    async def atarget() -> int:
+        return 1
+
+    hedge = Hedge("bench-hedge-async")
+    hedged = hedge.decorate(atarget)
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("await bare coroutine", atarget),
+        ("asyncio task: create_task + await", lambda: asyncio.ensure_future(atarget())),
+        ("asyncio.wait_for(coro, 2.0)", lambda: asyncio.wait_for(atarget(), 2.0)),
+        ("faulttol Hedge (async)", hedged),
+    ]
+    try:
+        import asynchedging
+    except ImportError:  # needs Python >= 3.11
+        pass
+    else:
+        rows.append((ASYNCHEDGING, lambda: asynchedging.hedge(atarget, delays_s=[2.0])))
+
+    async def timed(factory: Callable[[], Any], number: int) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            await factory()
+        return time.perf_counter() - start
+
+    numbers: dict[str, int] = {}
+    for name, factory in rows:
+        number = 100
+        while (elapsed := await timed(factory, number)) < 0.2 * round_seconds:
+            number *= 2
+        numbers[name] = max(100, int(number * round_seconds / max(elapsed, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(rounds):
+        for name, factory in rows:
+            samples[name].append(await timed(factory, numbers[name]) / numbers[name] * 1e9)
+    return samples
+
+
+HEDGE_SYNC_ANCHOR = "ThreadPoolExecutor submit+result"
+ASYNCHEDGING = "asynchedging.hedge(delays_s=[2.0])"
+
+
+def hedge_part(rounds: int, round_seconds: float) -> None:
+    """Print the success path of a hedged call, sync then asyncio (median of interleaved
+    rounds; garbage collection stays on: the async rows allocate tasks and futures)."""
+    import asyncio
+
+    sync = _hedge_sync_samples(rounds, round_seconds)
+    _median_table(
+        f"\nHedge, sync: ns per call that succeeds before the delay, {rounds} rounds",
+        sync,
+        HEDGE_SYNC_ANCHOR,
+        "bare call",
+    )
+    samples = asyncio.run(_hedge_async_samples(rounds, round_seconds))
+    anchor = ASYNCHEDGING if ASYNCHEDGING in samples else "asyncio task: create_task + await"
+    _median_table(
+        f"\nHedge, asyncio: ns per awaited call that succeeds before the delay, {rounds} rounds",
+        samples,
+        anchor,
+        "await bare coroutine",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=("success", "threads", "memory"))
+    parser.add_argument("--only", choices=("success", "threads", "memory", "hedge"))
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--round-seconds", type=float, default=0.04, help="per row and round")
@@ -269,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         threads_part(calls_each=3 if args.quick else 5)
     if args.only in (None, "memory"):
         memory_part(100_000 if args.quick else 1_000_000)
+    if args.only in (None, "hedge"):
+        hedge_part(rounds, args.round_seconds)
     return 0
 
 
