@@ -44,6 +44,7 @@ DOC_PAGES = (
     "circuit-breaker.md",
     "retry.md",
     "fallback-and-decorators.md",
+    "hedge.md",
     "registry.md",
     "provider.md",
     "failover-client.md",
