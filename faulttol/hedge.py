@@ -262,11 +262,7 @@ class Hedge:
         Attempts still running (losers of finished calls) run to their end on their threads,
         which then exit: a thread cannot be killed. Idempotent.
         """
-        with self._lock:
-            pool = self._pool
-            if pool is None:
-                pool = self._pool = CachedThreadPool(self._thread_name())
-        pool.close()
+        self._open_pool().close()
 
     def __enter__(self) -> Hedge:
         return self
@@ -378,6 +374,8 @@ class Hedge:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         pool = self._pool or self._open_pool()
+        if pool.closed:
+            raise RuntimeError(f"Hedge {self._name!r} is closed")
         outcomes: SimpleQueue[_Outcome] = SimpleQueue()
         put = outcomes.put
         submit = pool.submit
