@@ -41,10 +41,17 @@ from .provider import (
     TargetStatus,
     TemporaryUnavailableError,
 )
+from .ratelimiter import (
+    RateLimiter,
+    RateLimiterConfig,
+    RateLimiterMetrics,
+    RequestNotPermittedError,
+)
 from .registry import (
     BulkheadRegistry,
     CircuitBreakerRegistry,
     HedgeRegistry,
+    RateLimiterRegistry,
     RetryRegistry,
     TimeLimiterRegistry,
 )
@@ -85,6 +92,11 @@ __all__ = [
     "NoValidTargetError",
     "OrderedProvider",
     "ProviderConfig",
+    "RateLimiter",
+    "RateLimiterConfig",
+    "RateLimiterMetrics",
+    "RateLimiterRegistry",
+    "RequestNotPermittedError",
     "Retry",
     "RetryConfig",
     "RetryRegistry",

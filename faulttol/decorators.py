@@ -30,6 +30,7 @@ from .breaker import CircuitBreaker
 from .bulkhead import Bulkhead, ThreadPoolBulkhead
 from .fallback import Fallback
 from .hedge import Hedge
+from .ratelimiter import RateLimiter
 from .retry import Retry
 from .timelimiter import TimeLimiter
 
@@ -125,6 +126,15 @@ class Decorators(Generic[P, R]):
                 f"with_time_limiter expects a faulttol TimeLimiter, got {time_limiter!r}"
             )
         return Decorators(time_limiter.decorate(self._fn), self._original)
+
+    def with_rate_limiter(self, rate_limiter: RateLimiter) -> Decorators[P, R]:
+        """Take a permission of ``rate_limiter`` before each call of what was built so far
+        (waiting for a reserved one up to its timeout, else ``RequestNotPermittedError``)."""
+        if not isinstance(rate_limiter, RateLimiter):
+            raise TypeError(
+                f"with_rate_limiter expects a faulttol RateLimiter, got {rate_limiter!r}"
+            )
+        return Decorators(rate_limiter.decorate(self._fn), self._original)
 
     def decorate(self) -> Callable[P, R]:
         """The composed callable, with ``fn``'s signature."""

@@ -22,6 +22,7 @@ from ._clock import Clock, resolve_clock
 from .breaker import CircuitBreaker, CircuitBreakerConfig
 from .bulkhead import Bulkhead, BulkheadConfig
 from .hedge import Hedge, HedgeConfig
+from .ratelimiter import RateLimiter, RateLimiterConfig
 from .retry import Retry, RetryConfig
 from .timelimiter import TimeLimiter, TimeLimiterConfig
 
@@ -31,6 +32,7 @@ __all__ = [
     "CircuitBreakerRegistry",
     "ConfigurationNotFoundError",
     "HedgeRegistry",
+    "RateLimiterRegistry",
     "RetryRegistry",
     "TimeLimiterRegistry",
 ]
@@ -38,8 +40,16 @@ __all__ = [
 DEFAULT_CONFIG_NAME = "default"
 """The name under which a registry's default configuration can also be referred to."""
 
-C = TypeVar("C", CircuitBreakerConfig, RetryConfig, HedgeConfig, BulkheadConfig, TimeLimiterConfig)
-I = TypeVar("I", CircuitBreaker, Retry, Hedge, Bulkhead, TimeLimiter)  # noqa: E741
+C = TypeVar(
+    "C",
+    CircuitBreakerConfig,
+    RetryConfig,
+    HedgeConfig,
+    BulkheadConfig,
+    TimeLimiterConfig,
+    RateLimiterConfig,
+)
+I = TypeVar("I", CircuitBreaker, Retry, Hedge, Bulkhead, TimeLimiter, RateLimiter)  # noqa: E741
 
 
 class ConfigurationNotFoundError(KeyError, ValueError):
@@ -334,6 +344,39 @@ class TimeLimiterRegistry(_Registry[TimeLimiterConfig, TimeLimiter]):
         self, name: str, config_or_config_name: TimeLimiterConfig | str | None = None
     ) -> TimeLimiter:
         """The time limiter named ``name``, created with ``config_or_config_name`` if it does
+        not exist yet.
+
+        ``config_or_config_name`` is a config object, the name of a registered configuration,
+        or ``None`` (the default config; for an existing limiter, ``None`` accepts whatever it
+        has).
+        """
+        return self._get_or_create(name, config_or_config_name)
+
+
+def _new_rate_limiter(name: str, config: RateLimiterConfig, clock: Clock) -> RateLimiter:
+    return RateLimiter(name, config, clock=clock)
+
+
+class RateLimiterRegistry(_Registry[RateLimiterConfig, RateLimiter]):
+    """Get-or-create :class:`~faulttol.RateLimiter` instances by name (one shared limit per
+    dependency, however many call sites use it)."""
+
+    _kind = "rate limiter"
+    _config_type = RateLimiterConfig
+
+    def __init__(
+        self,
+        default_config: RateLimiterConfig | None = None,
+        *,
+        configs: Mapping[str, RateLimiterConfig] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(default_config, configs, clock, _new_rate_limiter, RateLimiterConfig)
+
+    def rate_limiter(
+        self, name: str, config_or_config_name: RateLimiterConfig | str | None = None
+    ) -> RateLimiter:
+        """The rate limiter named ``name``, created with ``config_or_config_name`` if it does
         not exist yet.
 
         ``config_or_config_name`` is a config object, the name of a registered configuration,

@@ -1,0 +1,673 @@
+"""The rate limiter: at most ``limit_for_period`` calls per ``limit_refresh_period``.
+
+Semantics are resilience4j's ``AtomicRateLimiter`` (see DESIGN.md, "Contract: the rest of
+resilience4j"): time is cut into cycles of ``limit_refresh_period`` seconds starting when the
+limiter is created, and each cycle grants ``limit_for_period`` permissions; permissions a cycle
+did not use do not carry over. A caller takes one permission. When the current cycle has none
+left, the caller *reserves* one of a later cycle and waits for that cycle to start, as long as
+the wait is at most ``timeout_duration``; reservations are handed out in order, so waiters are
+served first come, first served. A caller whose wait would be longer is refused at once
+(:class:`RequestNotPermittedError`, or ``False`` from :meth:`RateLimiter.acquire_permission`)
+and reserves nothing.
+
+The state is three numbers (the current cycle, the permissions left in it, negative while
+permissions of later cycles are reserved, and the limit of the cycles to come), kept in integer
+nanoseconds so that cycle boundaries are exact whatever the clock's float arithmetic. A call
+that finds a permission takes it under one short lock acquisition; waiting happens outside the
+lock, on the limiter's clock (``sleep`` for threads, ``sleep_async`` for asyncio callers, so
+the event loop is never blocked and :class:`faulttol.testing.FakeClock` drives every wait).
+
+A waiter that gives up (its asyncio task is cancelled, or its thread is interrupted) returns
+its reservation when it is the last one made, or once every reservation made after it was
+given back too: its permission then goes to the next caller. A cancelled reservation with later
+ones still waiting stays taken (returning it would let a later cycle admit more than its limit);
+so cancelling every waiter leaves every permission available, and no cycle ever admits more
+than its limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import itertools
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, ParamSpec, TypeVar, cast
+
+from ._clock import Clock, resolve_clock
+from .events import Event, EventPublisher
+from .validation import check_instance, check_int, check_non_negative, check_positive, check_str
+
+__all__ = [
+    "DEFAULT_LIMIT_FOR_PERIOD",
+    "DEFAULT_LIMIT_REFRESH_PERIOD",
+    "DEFAULT_TIMEOUT_DURATION",
+    "RateLimiter",
+    "RateLimiterConfig",
+    "RateLimiterEvent",
+    "RateLimiterEvents",
+    "RateLimiterMetrics",
+    "RateLimiterOnFailureEvent",
+    "RateLimiterOnSuccessEvent",
+    "RequestNotPermittedError",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+C = TypeVar("C", bound=Callable[..., Any])
+
+DEFAULT_LIMIT_FOR_PERIOD: Final = 50
+"""Permissions granted per cycle."""
+DEFAULT_LIMIT_REFRESH_PERIOD: Final = 500e-9
+"""Length of a cycle in seconds (resilience4j's 500 ns)."""
+DEFAULT_TIMEOUT_DURATION: Final = 5.0
+"""Longest wait for a permission, in seconds."""
+
+_NS: Final = 1_000_000_000
+
+
+def _to_ns(seconds: float) -> int:
+    """Seconds as whole nanoseconds (rounded; a positive duration is at least 1 ns)."""
+    return int(seconds * _NS + 0.5)
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterConfig:
+    """How many calls a :class:`RateLimiter` admits per cycle and how long a caller waits.
+
+    Immutable, validated at construction: a value of the wrong kind raises
+    ``ConfigTypeError`` (a ``TypeError`` and a ``ValueError``), a value out of range (NaN,
+    infinite, ``limit_for_period`` below 1, a period that is not positive, a negative timeout)
+    raises ``ValueError``; both name the field and what it allows. Durations are kept to the
+    nanosecond: a period shorter than 1 ns counts as 1 ns.
+    """
+
+    limit_for_period: int = DEFAULT_LIMIT_FOR_PERIOD
+    """Permissions each cycle grants (>= 1)."""
+    limit_refresh_period: float = DEFAULT_LIMIT_REFRESH_PERIOD
+    """Length of a cycle in seconds (> 0)."""
+    timeout_duration: float = DEFAULT_TIMEOUT_DURATION
+    """Longest a caller waits for a permission, in seconds (>= 0; 0 never waits)."""
+
+    def __post_init__(self) -> None:
+        check_int("limit_for_period", self.limit_for_period, minimum=1)
+        object.__setattr__(
+            self,
+            "limit_refresh_period",
+            check_positive(
+                "limit_refresh_period", self.limit_refresh_period, allowed="finite seconds > 0"
+            ),
+        )
+        object.__setattr__(
+            self,
+            "timeout_duration",
+            check_non_negative(
+                "timeout_duration", self.timeout_duration, allowed="finite seconds >= 0"
+            ),
+        )
+
+
+# --- errors and events ----------------------------------------------------------------------
+
+
+class RequestNotPermittedError(Exception):
+    """Raised instead of running a call when no permission could be had in time.
+
+    ``rate_limiter_name`` names the limiter.
+    """
+
+    def __init__(self, rate_limiter_name: str) -> None:
+        self.rate_limiter_name = rate_limiter_name
+        super().__init__(f"RateLimiter {rate_limiter_name!r} does not permit further calls")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.rate_limiter_name,))
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterEvent(Event):
+    """Base of rate limiter events; ``name`` is the limiter's name, ``number_of_permits``
+    the permissions asked for."""
+
+    number_of_permits: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterOnSuccessEvent(RateLimiterEvent):
+    """Permissions were acquired (at once, or reserved with a wait within the timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterOnFailureEvent(RateLimiterEvent):
+    """Permissions were refused: the wait would have exceeded the timeout."""
+
+
+class RateLimiterEvents(EventPublisher[RateLimiterEvent]):
+    """The ``.events`` of a :class:`RateLimiter`: ``on_success``, ``on_failure``,
+    ``on_event`` (all)."""
+
+    __slots__ = ()
+
+    def on_success(self, consumer: C) -> C:
+        return self._on(RateLimiterOnSuccessEvent, consumer)
+
+    def on_failure(self, consumer: C) -> C:
+        return self._on(RateLimiterOnFailureEvent, consumer)
+
+
+class _LimiterEvents(RateLimiterEvents):
+    """The limiter's publisher: tells the limiter when consumers register, so that an
+    unobserved limiter builds no event on its hot path."""
+
+    __slots__ = ("_changed",)
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def on_event(self, consumer: C) -> C:
+        super().on_event(consumer)
+        self._changed()
+        return consumer
+
+    def _on(self, kind: type[Event], consumer: C) -> C:
+        super()._on(kind, consumer)
+        self._changed()
+        return consumer
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+class RateLimiterMetrics:
+    """A live view of a limiter: every read reflects the moment it is made."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    @property
+    def available_permissions(self) -> int:
+        """Permissions left in the current cycle; negative while permissions of later cycles
+        are reserved (-n: n reserved ahead)."""
+        return self._limiter._available_now()
+
+    @property
+    def number_of_waiting_threads(self) -> int:
+        """Callers waiting for a reserved permission now (threads and asyncio tasks)."""
+        return self._limiter._waiting
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiterMetrics(available_permissions={self.available_permissions}, "
+            f"number_of_waiting_threads={self.number_of_waiting_threads})"
+        )
+
+
+class _Ticket:
+    """A waiter's reservation, kept until it waited out or gave up (see the module)."""
+
+    __slots__ = ("cancelled", "cycle", "debt", "limit", "permits")
+
+    def __init__(self, permits: int, cycle: int, debt: int, limit: int) -> None:
+        self.permits = permits
+        self.cycle = cycle  # the cycle in which it was made
+        self.debt = debt  # permissions of later cycles reserved then, this one's included
+        self.limit = limit  # the limit of the later cycles when it was made
+        self.cancelled = False
+
+    def returnable(self, now_cycle: int) -> int:
+        """How many of its permissions lie in ``now_cycle`` or later (its earlier ones, in
+        a cycle that is over, are spent)."""
+        if now_cycle <= self.cycle:
+            return self.permits
+        later = min(self.permits, self.debt)  # those in cycles after the one it was made in
+        # Position j (1-based) of the reserved-ahead sequence lies in cycle
+        # self.cycle + ceil(j / limit): those past (now_cycle - cycle - 1) * limit are to come.
+        passed = (now_cycle - self.cycle - 1) * self.limit
+        first = self.debt - later  # this ticket's positions are first + 1 .. debt
+        return max(0, self.debt - max(first, passed))
+
+
+class _Cycle:
+    """The permissions of one cycle, handed out without a lock.
+
+    ``next(tokens)`` is atomic (a C call under the GIL): the caller that draws a number
+    below ``granted`` has a permission. The object never changes; the limiter replaces it
+    (under its lock) when a new cycle starts or the cycle's grant changes, and a caller that
+    still holds the old one draws from the same ``tokens``, so no permission is given twice.
+    """
+
+    __slots__ = ("cycle", "end", "granted", "tokens")
+
+    def __init__(self, cycle: int, end: float, granted: int, tokens: Iterator[int]) -> None:
+        self.cycle = cycle
+        self.end = end  # clock time at which the cycle is over
+        self.granted = granted
+        self.tokens = tokens
+
+    def drawn(self) -> int:
+        """How many numbers were drawn so far (granted or not)."""
+        return int(repr(self.tokens)[6:-1])  # "count(N)": no public reader, no pickling
+
+    def left(self) -> int:
+        return max(0, self.granted - self.drawn())
+
+
+# --- the limiter -------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A resilience4j-style rate limiter; also a decorator for sync and async functions.
+
+    >>> limiter = RateLimiter("api", RateLimiterConfig(limit_for_period=10,
+    ...                                                limit_refresh_period=1.0))
+    >>> @limiter
+    ... def call_api() -> int: ...
+
+    A call takes one permission, waiting (on the limiter's clock) up to
+    ``timeout_duration`` for a reserved one; when the wait would be longer it raises
+    :class:`RequestNotPermittedError` at once. ``.events`` publishes ``on_success`` and
+    ``on_failure``; ``.metrics`` has ``available_permissions`` and
+    ``number_of_waiting_threads``. No lock is held while the protected call runs, and a
+    call that finds a permission of the current cycle takes no lock at all.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_config",
+        "_current",
+        "_debt",
+        "_events",
+        "_limit",
+        "_lock",
+        "_metrics",
+        "_monotonic",
+        "_name",
+        "_pending_timeout",
+        "_period_ns",
+        "_pinned",
+        "_publish",
+        "_start",
+        "_ticket_seq",
+        "_tickets",
+        "_timeout_ns",
+        "_waiting",
+        "clock",
+    )
+
+    def __init__(
+        self, name: str, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
+    ) -> None:
+        check_str("name", name)
+        if config is None:
+            config = RateLimiterConfig()
+        else:
+            check_instance("config", config, RateLimiterConfig, "a RateLimiterConfig or None")
+        self._name = name
+        self._config = config
+        self.clock: Clock = resolve_clock(clock)
+        self._monotonic = self.clock.monotonic
+        self._events = _LimiterEvents(self._listeners_changed)
+        self._publish = False
+        self._metrics = RateLimiterMetrics(self)
+        self._lock = threading.Lock()
+        self._period_ns = max(1, _to_ns(config.limit_refresh_period))
+        self._start = self._monotonic()
+        # Guarded by _lock (and _current also read without it): the current cycle's
+        # permissions, those of later cycles reserved ahead (> 0 only once the current
+        # cycle's are all taken), the limit of the cycles to come, the timeout (and one that
+        # takes effect at a later cycle), the waiters.
+        self._current = self._new_cycle(0, config.limit_for_period)
+        self._debt = 0
+        self._limit = config.limit_for_period
+        self._timeout_ns = _to_ns(config.timeout_duration)
+        self._pending_timeout: tuple[int, int] | None = None  # (from cycle, timeout ns)
+        self._tickets: dict[int, _Ticket] = {}  # waiting reservations by number, oldest first
+        self._ticket_seq = 0
+        # Tickets numbered up to this can no longer give back: a reservation ahead without
+        # a ticket (reserve_permission) was made after them.
+        self._pinned = 0
+        self._waiting = 0
+
+    # --- public state ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The limiter's name (used in events, errors and metrics)."""
+        return self._name
+
+    @property
+    def config(self) -> RateLimiterConfig:
+        """The configuration, with the values of the last ``change_*`` calls."""
+        return self._config
+
+    @property
+    def events(self) -> RateLimiterEvents:
+        """The event publisher (``on_success``, ``on_failure``, ``on_event``)."""
+        return self._events
+
+    @property
+    def metrics(self) -> RateLimiterMetrics:
+        """``available_permissions`` and ``number_of_waiting_threads``, read live."""
+        return self._metrics
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(name={self._name!r}, config={self._config!r})"
+
+    # --- the cycle arithmetic (under _lock) ------------------------------------------------
+
+    def _new_cycle(
+        self, cycle: int, granted: int, tokens: Iterator[int] | None = None
+    ) -> _Cycle:
+        end = self._start + (cycle + 1) * self._period_ns / _NS
+        return _Cycle(cycle, end, granted, itertools.count() if tokens is None else tokens)
+
+    def _now_ns(self) -> int:
+        return int((self._monotonic() - self._start) * _NS + 0.5)
+
+    def _refresh(self, cycle: int) -> _Cycle:
+        """Move to ``cycle`` (if later): each cycle passed grants ``_limit`` permissions,
+        paying reservations ahead first; what a cycle left over does not carry over."""
+        current = self._current
+        if cycle <= current.cycle:
+            return current
+        limit = self._limit
+        permissions = limit
+        if self._debt:
+            permissions = min(limit, (cycle - current.cycle) * limit - self._debt)
+        self._debt = -permissions if permissions < 0 else 0
+        self._current = current = _Cycle(
+            cycle,
+            self._start + (cycle + 1) * self._period_ns / _NS,
+            permissions if permissions > 0 else 0,
+            itertools.count(),
+        )
+        pending = self._pending_timeout
+        if pending is not None and cycle >= pending[0]:
+            self._timeout_ns = pending[1]
+            self._pending_timeout = None
+        return current
+
+    def _add_back(self, permits: int) -> None:
+        """Give ``permits`` back: to the reservations ahead first, then to this cycle."""
+        paid = min(permits, self._debt)
+        self._debt -= paid
+        permits -= paid
+        if permits:
+            # Numbers drawn past ``granted`` were refusals: the permits given back are the
+            # next numbers after whichever is higher.
+            current = self._current
+            granted = max(current.drawn(), current.granted) + permits
+            self._current = self._new_cycle(current.cycle, granted, current.tokens)
+
+    def _reserve(self, permits: int, now: int, timeout_ns: int) -> int:
+        """Take ``permits`` now or reserve them ahead: the wait in ns, -1 when refused."""
+        current = self._refresh(now // self._period_ns)
+        taken = 0
+        if not self._debt:
+            tokens, granted = current.tokens, current.granted
+            while taken < permits and next(tokens) < granted:
+                taken += 1
+        missing = permits - taken
+        if not missing:
+            return 0
+        # The current cycle has nothing left: wait for the cycle that grants the last of the
+        # missing permissions, after those reserved ahead already.
+        limit = self._limit
+        period = self._period_ns
+        after_next = missing - (limit - self._debt)
+        full_cycles = -(-after_next // limit) if after_next > 0 else 0
+        wait = full_cycles * period + (current.cycle + 1) * period - now
+        if wait > timeout_ns:
+            if taken:
+                self._add_back(taken)
+            return -1
+        self._debt += missing
+        return wait
+
+    def _available_now(self) -> int:
+        now = self._now_ns()
+        with self._lock:
+            current = self._refresh(now // self._period_ns)
+            return -self._debt if self._debt else current.left()
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def _reserve_waiting(self, permits: int, now: int) -> tuple[int, int]:
+        """Reserve for a caller that will wait: ``(wait ns, ticket number)``; wait 0 needs
+        no ticket, -1 is a refusal. Counts the caller as waiting."""
+        with self._lock:
+            wait = self._reserve(permits, now, self._timeout_ns)
+            if wait <= 0:
+                return wait, 0
+            self._ticket_seq = key = self._ticket_seq + 1
+            self._tickets[key] = _Ticket(permits, self._current.cycle, self._debt, self._limit)
+            self._waiting += 1
+            return wait, key
+
+    def _end_wait(self, key: int, gave_up: bool) -> None:
+        """The waiter of ticket ``key`` waited out (or gave up): forget the ticket, and give
+        back the reservations that may be (see the module)."""
+        now = self._now_ns()
+        with self._lock:
+            self._waiting -= 1
+            tickets = self._tickets
+            ticket = tickets.get(key)
+            if ticket is None:  # pragma: no cover - every ticket ends once
+                return
+            if gave_up:
+                ticket.cancelled = True
+            else:
+                del tickets[key]
+            current = self._refresh(now // self._period_ns)
+            # Give back the newest reservations while they are cancelled ones.
+            while tickets:
+                newest_key = next(reversed(tickets))
+                newest = tickets[newest_key]
+                if not newest.cancelled:
+                    break
+                del tickets[newest_key]
+                if newest_key > self._pinned:
+                    back = newest.returnable(current.cycle)
+                    if back:
+                        self._add_back(back)
+
+    def _take_one(self) -> bool:
+        """Take one permission of the current cycle if one is left (no waiting)."""
+        current = self._current
+        now = self._monotonic()
+        if now < current.end:  # without the lock: one atomic draw
+            return next(current.tokens) < current.granted
+        ns = int((now - self._start) * _NS + 0.5)
+        with self._lock:  # a new cycle starts (or the clocks' rounding disagree)
+            current = self._refresh(ns // self._period_ns)
+            return not self._debt and next(current.tokens) < current.granted
+
+    def _check_permits(self, permits: object) -> int:
+        return check_int("permits", permits, minimum=1)
+
+    # --- raw permission operations ---------------------------------------------------------
+
+    def acquire_permission(self, permits: int = 1) -> bool:
+        """Take ``permits`` permissions, blocking (``clock.sleep``) up to the timeout for
+        reserved ones; ``False`` at once, without waiting, when the wait would be longer."""
+        if permits == 1:
+            if self._take_one():
+                if self._publish:
+                    self._publish_outcome(True, 1)
+                return True
+        else:
+            self._check_permits(permits)
+        wait, key = self._reserve_waiting(permits, self._now_ns())
+        if wait > 0:
+            try:
+                self.clock.sleep(wait / _NS)
+            except BaseException:
+                self._end_wait(key, gave_up=True)
+                raise
+            self._end_wait(key, gave_up=False)
+        if self._publish:
+            self._publish_outcome(wait >= 0, permits)
+        return wait >= 0
+
+    async def acquire_permission_async(self, permits: int = 1) -> bool:
+        """Like :meth:`acquire_permission`, waiting with ``await clock.sleep_async`` (the
+        event loop is never blocked). A cancelled waiter gives its reservation back."""
+        if permits == 1:
+            if self._take_one():
+                if self._publish:
+                    self._publish_outcome(True, 1)
+                return True
+        else:
+            self._check_permits(permits)
+        wait, key = self._reserve_waiting(permits, self._now_ns())
+        if wait > 0:
+            try:
+                await self.clock.sleep_async(wait / _NS)
+            except BaseException:
+                self._end_wait(key, gave_up=True)
+                raise
+            self._end_wait(key, gave_up=False)
+        if self._publish:
+            self._publish_outcome(wait >= 0, permits)
+        return wait >= 0
+
+    def reserve_permission(self, permits: int = 1) -> float:
+        """Take ``permits`` permissions without waiting: the seconds the caller must wait
+        before using them (0.0: usable now), or -1.0 when that wait would exceed the
+        timeout (nothing is reserved then). A reservation cannot be given back."""
+        if permits != 1:
+            self._check_permits(permits)
+        now = self._now_ns()
+        with self._lock:
+            wait = self._reserve(permits, now, self._timeout_ns)
+            if wait > 0:  # reserved ahead with no ticket: earlier tickets keep theirs
+                self._pinned = self._ticket_seq
+        if self._publish:
+            self._publish_outcome(wait >= 0, permits)
+        return -1.0 if wait < 0 else wait / _NS
+
+    def drain_permissions(self) -> None:
+        """Take every permission left in the current cycle (reservations ahead stay)."""
+        now = self._now_ns()
+        with self._lock:
+            current = self._refresh(now // self._period_ns)
+            if not self._debt:
+                self._current = self._new_cycle(current.cycle, 0, current.tokens)
+
+    def change_limit_for_period(self, limit_for_period: int) -> None:
+        """Grant ``limit_for_period`` permissions per cycle from the next cycle on (the
+        current cycle keeps what it has)."""
+        limit = check_int("limit_for_period", limit_for_period, minimum=1)
+        now = self._now_ns()
+        with self._lock:
+            self._refresh(now // self._period_ns)
+            self._limit = limit
+            self._config = dataclasses.replace(self._config, limit_for_period=limit)
+
+    def change_timeout_duration(self, timeout_duration: float) -> None:
+        """Wait at most ``timeout_duration`` seconds for a permission, from the next cycle
+        on (callers already waiting keep their wait)."""
+        timeout = check_non_negative(
+            "timeout_duration", timeout_duration, allowed="finite seconds >= 0"
+        )
+        now = self._now_ns()
+        with self._lock:
+            current = self._refresh(now // self._period_ns)
+            self._pending_timeout = (current.cycle + 1, _to_ns(timeout))
+            self._config = dataclasses.replace(self._config, timeout_duration=timeout)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _listeners_changed(self) -> None:
+        self._publish = self._events.has_consumers
+
+    def _publish_outcome(self, acquired: bool, permits: int) -> None:
+        kind = RateLimiterOnSuccessEvent if acquired else RateLimiterOnFailureEvent
+        if self._events.wants(kind):
+            self._events.publish(
+                kind(self._name, created_at=self._monotonic(), number_of_permits=permits)
+            )
+
+    # --- decorating and calling --------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` once a permission is had; raises
+        :class:`RequestNotPermittedError` (without running ``fn``) when it is not."""
+        if not self.acquire_permission():
+            raise RequestNotPermittedError(self._name)
+        return fn(*args, **kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` once a permission is had (awaited, never
+        blocking the loop); raises :class:`RequestNotPermittedError` when it is not."""
+        if not await self.acquire_permission_async():
+            raise RequestNotPermittedError(self._name)
+        return await fn(*args, **kwargs)
+
+    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Limit ``fn`` (a function or an ``async def`` function): every call takes one
+        permission first."""
+        if not callable(fn):
+            raise TypeError(f"RateLimiter can only decorate a callable, got {fn!r}")
+        if inspect.iscoroutinefunction(fn):
+            return cast("Callable[P, R]", self._decorate_async(fn))
+        return self._decorate_sync(fn)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorator form of :meth:`decorate`."""
+        return self.decorate(fn)
+
+    def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
+        # The hot path: a permission of the current cycle costs a clock read and one
+        # atomic draw, with everything bound to locals.
+        limiter = self
+        monotonic = self._monotonic
+        acquire_permission = self.acquire_permission
+        take_one = self._take_one
+        name = self._name
+
+        @functools.wraps(fn)
+        def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+            current = limiter._current
+            if (
+                monotonic() < current.end and next(current.tokens) < current.granted
+            ) or take_one():
+                if limiter._publish:
+                    limiter._publish_outcome(True, 1)
+            elif not acquire_permission():
+                raise RequestNotPermittedError(name)
+            return fn(*args, **kwargs)
+
+        return limited
+
+    def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        limiter = self
+        monotonic = self._monotonic
+        acquire_permission_async = self.acquire_permission_async
+        take_one = self._take_one
+        name = self._name
+
+        @functools.wraps(fn)
+        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
+            current = limiter._current
+            if (
+                monotonic() < current.end and next(current.tokens) < current.granted
+            ) or take_one():
+                if limiter._publish:
+                    limiter._publish_outcome(True, 1)
+            elif not await acquire_permission_async():
+                raise RequestNotPermittedError(name)
+            return await fn(*args, **kwargs)
+
+        return limited
