@@ -19,12 +19,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._clock import Clock
-from ._failover import Attempt, FailoverCore, Slot, StepKind
+from . import _failover_ops as ops
+from ._failover_ops import IO, Kind, Op
+from ._failover_types import Slot
 from ._health_monitor import AsyncHealthMonitor
 from ._provider_common import ProviderBase
 
-__all__ = ["AsyncOrderedProvider", "recover_async"]
+__all__ = ["AsyncOrderedProvider"]
 
 _log = logging.getLogger("faulttol.provider")
 
@@ -40,51 +41,6 @@ switches are delivered after it returns, by the same loop)."""
 
 def _always(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
     return True
-
-
-async def recover_async(
-    core: FailoverCore[T],
-    clock: Clock,
-    probe: Callable[[Slot[T], BaseException | None], Awaitable[bool]],
-    deliver: Callable[[], Awaitable[None]],
-    fn: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
-    slot: Slot[T],
-    exc: BaseException | None,
-) -> R:
-    """The slow path of an awaited call: ``core``'s steps, with awaited probes, waits and
-    event delivery (see :meth:`AsyncOrderedProvider.recover`)."""
-    state = Attempt(slot, exc)
-    while True:
-        step = core.next_step(state, may_replay, args)
-        if core.events:
-            await deliver()
-        kind = step.kind
-        if kind is StepKind.PROBE:
-            core.after_probe(state, await probe(state.slot, state.exc))
-            continue
-        if kind is StepKind.WAIT:
-            await clock.sleep_async(step.wait)
-        elif kind is StepKind.RAISE:
-            raise step.error
-        target_slot = state.slot
-        breaker = target_slot.breaker
-        if not breaker.try_acquire_permission():
-            state.rejected()
-            continue
-        now = clock.monotonic
-        start = now()
-        try:
-            result = await fn(target_slot.target, *args, **(kwargs or {}))
-        except BaseException as e:
-            breaker.on_error(now() - start, e)
-            state.failed(e)
-            continue
-        breaker.on_result(now() - start, result)
-        core.on_recovered(state)
-        return result
 
 
 async def _resolve(result: Any) -> Any:
@@ -172,6 +128,8 @@ class AsyncOrderedProvider(ProviderBase[T]):
         again (see :meth:`faulttol.OrderedProvider.execute_with`)."""
         if self._start_pending:
             self._ensure_monitor()
+        # The success path, written out (as OrderedProvider.execute_with's): no operation to
+        # drive unless the call fails.
         slot = self._core.state.slot
         breaker = slot.breaker
         if slot.healthy is not False and breaker.try_acquire_permission():
@@ -201,12 +159,56 @@ class AsyncOrderedProvider(ProviderBase[T]):
         :meth:`faulttol.OrderedProvider.recover`. Switch listeners are awaited before it
         returns."""
         self._ensure_monitor()
+        return await self._call(ops.recover(self._core, fn, args, kwargs, may_replay, slot, exc))
+
+    async def _call(self, op: Op[R]) -> R:
+        """Drive a call's operation; switch listeners (also of another task's switches
+        being delivered) are awaited before it returns, whatever its outcome."""
         try:
-            return await recover_async(self._core, self._clock, self.probe, self._deliver, fn,
-                                       args, kwargs, may_replay, slot, exc)
+            return await self._drive(op)
         finally:
             if self._core.events or self._delivery is not None:
                 await self._deliver()
+
+    async def _drive(self, op: Op[R]) -> R:
+        """Run an operation of the core, awaiting its I/O requests in this task."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                request = op.send(value) if error is None else op.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = await self._perform(request)
+            except BaseException as e:
+                error = e
+
+    async def _perform(self, request: IO) -> Any:
+        kind = request.kind
+        if kind is Kind.CALL:
+            assert request.fn is not None and request.slot is not None
+            return await request.fn(request.slot.target, *request.args,
+                                    **(request.kwargs or {}))
+        if kind is Kind.PROBE:
+            assert request.slot is not None
+            return await self.probe(request.slot, request.exc)
+        if kind is Kind.CHECK:
+            assert request.slot is not None
+            return await self._run_check(request.slot)
+        if kind is Kind.SLEEP:
+            await self._clock.sleep_async(request.seconds)
+        elif kind is Kind.REUSE:
+            assert request.slot is not None
+            if self._before_reuse is not None:
+                await _resolve(self._before_reuse(request.slot.target))
+        elif kind is Kind.DELIVER:
+            await self._deliver()
+        elif kind is Kind.RAISE:
+            assert request.error is not None
+            raise request.error
+        return None
 
     # ---------------------------------------------------------------------------- probing
 
@@ -222,8 +224,7 @@ class AsyncOrderedProvider(ProviderBase[T]):
     async def mark_unhealthy(self, slot: Slot[T], exc: BaseException | None = None) -> None:
         """``slot``'s target failed: mark it unhealthy and, if active, fail over now
         (reason HEALTH_CHECK); listeners are awaited."""
-        self._core.mark_unhealthy(slot, exc)
-        await self._deliver()
+        await self._drive(ops.mark_unhealthy(self._core, slot, exc))
 
     # ------------------------------------------------------------------------- listeners
 
@@ -281,70 +282,29 @@ class AsyncOrderedProvider(ProviderBase[T]):
         :meth:`faulttol.OrderedProvider.set_active_index` (the probe and ``before_reuse`` are
         awaited, and so are the listeners)."""
         self._ensure_monitor()
-        core = self._core
-        slot = core.slot_at(index)
-        if not force and core.probe_enabled:
-            ok = await self.probe(slot)
-            core.set_health(slot, ok)
-            if not ok:
-                raise core.refuse_unhealthy(slot, index)
-        if slot is not core.state.slot:
-            await self._reuse(slot)
-            core.close_breaker(slot)  # no await from here to the switch
-            core.manual_switch(slot, index)
-        await self._deliver()
-
-    async def _reuse(self, slot: Slot[T]) -> None:
-        if self._before_reuse is not None:
-            await _resolve(self._before_reuse(slot.target))
+        await self._drive(ops.set_active_index(self._core, index, force))
 
     async def start_on_first_healthy(self, *, prefer: int | None = None) -> int:
         """Probe targets in strategy order and make the first healthy one active (``prefer``
         first); see :meth:`faulttol.OrderedProvider.start_on_first_healthy`."""
-        core = self._core
-        if prefer is not None:
-            slot = core.slot_at(prefer)
-            if await self.probe(slot):
-                core.start_on(slot)
-                return prefer
-        if not core.probe_enabled:
-            return self.active_index
-        for slot in core.ranked(core.slots):
-            ok = await self.probe(slot)  # one probe, not a full round
-            if ok and slot.healthy is False:
-                await self._reuse(slot)
-            core.set_health(slot, ok)
-            if ok:
-                core.start_on(slot)
-                break
-        return self.active_index
+        return await self._drive(ops.start_on_first_healthy(self._core, prefer))
 
     # ------------------------------------------------------------------------------ health
 
-    async def _check_index(self, index: int) -> bool:
-        """The monitor's check: await the health check and record it on the slot."""
-        core = self._core
-        slots = core.slots
-        if not 1 <= index <= len(slots):
-            return True
-        slot = slots[index - 1]
-        epoch = slot.health_epoch
+    async def _run_check(self, slot: Slot[T]) -> bool:
         check = self._health_check
         try:
-            ok = True if check is None else bool(await _resolve(check(slot.target)))
+            return True if check is None else bool(await _resolve(check(slot.target)))
         except Exception:
             _log.debug("%s: health check of %s raised", self.name, slot.name, exc_info=True)
-            ok = False
-        if ok and slot.healthy is False:
-            # Back from unhealthy: made usable before it is marked healthy, so before any
-            # call can choose it.
-            await self._reuse(slot)
-        core.record_check(slot, ok, epoch)
-        return ok
+            return False
+
+    async def _check_index(self, index: int) -> bool:
+        """The monitor's check: await the health check and record it on the slot."""
+        return await self._drive(ops.check_target(self._core, index))
 
     async def _on_health_change(self, index: int, healthy: bool) -> None:
-        self._core.on_health_change(index, healthy)
-        await self._deliver()
+        await self._drive(ops.health_changed(self._core, index, healthy))
 
     async def run_health_checks(self) -> None:
         """Run one health-check round now, in this task (then the failback check); the
@@ -356,23 +316,15 @@ class AsyncOrderedProvider(ProviderBase[T]):
             await self._failback()
 
     async def _failback(self) -> None:
-        core = self._core
-        found = core.failback_candidate()
-        if found is not None:
-            active, target = found
-            await self._reuse(target)
-            core.close_breaker(target)
-            core.complete_failback(active, target)
-        await self._deliver()
+        await self._drive(ops.failback(self._core))
 
     # ------------------------------------------------------------------- live reconfiguration
 
     async def remove_target(self, index: int) -> T:
         """Remove target ``index``; see :meth:`faulttol.OrderedProvider.remove_target`
         (listeners are awaited)."""
-        slot = self._core.remove(index)
+        slot = await self._drive(ops.remove(self._core, index))
         self._forget_breaker(slot)
-        await self._deliver()
         return slot.target
 
     # ------------------------------------------------------------------------------ close

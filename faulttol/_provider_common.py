@@ -18,9 +18,9 @@ from typing import Any, Generic, TypeVar
 from ._breaker_config import CircuitBreakerConfig
 from ._breaker_protocol import as_breaker
 from ._clock import Clock, resolve_clock
-from ._failover import (
+from ._failover import FailoverCore
+from ._failover_types import (
     ActiveState,
-    FailoverCore,
     Slot,
     SwitchEvent,
     TargetStatus,

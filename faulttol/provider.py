@@ -42,13 +42,13 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._async_provider import AsyncOrderedProvider, recover_async
-from ._failover import (
+from . import _failover_ops as ops
+from ._async_provider import AsyncOrderedProvider
+from ._failover_ops import IO, Kind, Op
+from ._failover_types import (
     ActiveState,
-    Attempt,
     NoValidTargetError,
     Slot,
-    StepKind,
     SwitchEvent,
     SwitchReason,
     TargetStatus,
@@ -232,36 +232,47 @@ class OrderedProvider(ProviderBase[T]):
         unhealthy or its breaker rejected the call): retry, probe, fail over, as
         :meth:`execute_with` would have. For callers that run the success path themselves
         (reading :attr:`active_state`)."""
-        core = self._core
-        state = Attempt(slot, exc)
+        result: R = self._drive(ops.recover(self._core, fn, args, kwargs, may_replay, slot, exc))
+        return result
+
+    def _drive(self, op: Op[R]) -> R:
+        """Run an operation of the core, performing its I/O requests on this thread."""
+        value: Any = None
+        error: BaseException | None = None
         while True:
-            step = core.next_step(state, may_replay, args)
-            if core.events:
-                self._deliver_events()
-            kind = step.kind
-            if kind is StepKind.PROBE:
-                core.after_probe(state, self.probe(state.slot, state.exc))
-                continue
-            if kind is StepKind.WAIT:
-                self._clock.sleep(step.wait)
-            elif kind is StepKind.RAISE:
-                raise step.error
-            target_slot = state.slot
-            breaker = target_slot.breaker
-            if not breaker.try_acquire_permission():
-                state.rejected()
-                continue
-            now = self._clock.monotonic
-            start = now()
             try:
-                result = fn(target_slot.target, *args, **(kwargs or {}))
+                request = op.send(value) if error is None else op.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = self._perform(request)
             except BaseException as e:
-                breaker.on_error(now() - start, e)
-                state.failed(e)
-                continue
-            breaker.on_result(now() - start, result)
-            core.on_recovered(state)
-            return result
+                error = e
+
+    def _perform(self, request: IO) -> Any:
+        kind = request.kind
+        if kind is Kind.CALL:
+            assert request.fn is not None and request.slot is not None
+            return request.fn(request.slot.target, *request.args, **(request.kwargs or {}))
+        if kind is Kind.PROBE:
+            assert request.slot is not None
+            return self.probe(request.slot, request.exc)
+        if kind is Kind.CHECK:
+            assert request.slot is not None
+            return self._run_check(request.slot)
+        if kind is Kind.SLEEP:
+            self._clock.sleep(request.seconds)
+        elif kind is Kind.REUSE:
+            assert request.slot is not None
+            if self._before_reuse is not None:
+                self._before_reuse(request.slot.target)
+        elif kind is Kind.DELIVER:
+            self._deliver_events()
+        elif kind is Kind.RAISE:
+            assert request.error is not None
+            raise request.error
+        return None
 
     async def execute_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
         """Deprecated: use :class:`AsyncOrderedProvider` (this one probes synchronously,
@@ -288,28 +299,21 @@ class OrderedProvider(ProviderBase[T]):
         kwargs: dict[str, Any] | None,
         may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
     ) -> R:
-        async def probe(slot: Slot[T], exc: BaseException | None) -> bool:
-            return self.probe(slot, exc)
-
-        async def deliver() -> None:
-            self._deliver_events()
-
-        slot = self._core.state.slot
-        breaker = slot.breaker
-        failure: BaseException | None = None
-        if slot.healthy is not False and breaker.try_acquire_permission():
-            now = self._clock.monotonic
-            start = now()
+        op = ops.run(self._core, fn, args, kwargs, may_replay)
+        value: Any = None
+        error: BaseException | None = None
+        while True:  # _drive, awaiting the calls; the rest (probes...) runs synchronously
             try:
-                result = await fn(slot.target, *args, **(kwargs or {}))
-            except BaseException as exc:
-                breaker.on_error(now() - start, exc)
-                failure = exc
-            else:
-                breaker.on_result(now() - start, result)
-                return result
-        return await recover_async(self._core, self._clock, probe, deliver, fn, args, kwargs,
-                                   may_replay, slot, failure)
+                request = op.send(value) if error is None else op.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = self._perform(request)
+                if request.kind is Kind.CALL:
+                    value = await value
+            except BaseException as e:
+                error = e
 
     # ---------------------------------------------------------------------------- probing
 
@@ -326,8 +330,7 @@ class OrderedProvider(ProviderBase[T]):
     def mark_unhealthy(self, slot: Slot[T], exc: BaseException | None = None) -> None:
         """``slot``'s target failed (a probe after ``exc``): mark it unhealthy and, if it is
         the active one, fail over now (reason HEALTH_CHECK), listeners included."""
-        self._core.mark_unhealthy(slot, exc)
-        self._deliver_events()
+        self._drive(ops.mark_unhealthy(self._core, slot, exc))
 
     # ------------------------------------------------------------------------- listeners
 
@@ -377,23 +380,7 @@ class OrderedProvider(ProviderBase[T]):
         health is reset to unknown (treated as healthy), so the switch sticks until a call
         fails there or a health check run after it fails.
         """
-        core = self._core
-        slot = core.slot_at(index)
-        if not force and core.probe_enabled:
-            ok = self.probe(slot)
-            core.set_health(slot, ok)
-            if not ok:
-                raise core.refuse_unhealthy(slot, index)
-        if slot is core.state.slot:
-            return
-        self._reuse(slot)
-        core.close_breaker(slot)  # before it is active: no call meets the old OPEN state
-        core.manual_switch(slot, index)
-        self._deliver_events()
-
-    def _reuse(self, slot: Slot[T]) -> None:
-        if self._before_reuse is not None:
-            self._before_reuse(slot.target)
+        self._drive(ops.set_active_index(self._core, index, force))
 
     def start_on_first_healthy(self, *, prefer: int | None = None) -> int:
         """Probe targets in strategy order and make the first healthy one active.
@@ -403,48 +390,24 @@ class OrderedProvider(ProviderBase[T]):
         (or probe) it keeps the current target. Returns the active index. Switch listeners
         are not called (nothing switched from the application's point of view).
         """
-        core = self._core
-        if prefer is not None:
-            slot = core.slot_at(prefer)
-            if self.probe(slot):
-                core.start_on(slot)
-                return prefer
-        if not core.probe_enabled:
-            return self.active_index
-        for slot in core.ranked(core.slots):
-            ok = self.probe(slot)  # one probe: a start-up needs no full round
-            if ok and slot.healthy is False:
-                self._reuse(slot)
-            core.set_health(slot, ok)
-            if ok:
-                core.start_on(slot)
-                break
-        return self.active_index
+        return self._drive(ops.start_on_first_healthy(self._core, prefer))
 
     # ------------------------------------------------------------------------------ health
 
-    def _check_index(self, index: int) -> bool:
-        """The monitor's check: run the health check and record it on the slot."""
-        core = self._core
-        slots = core.slots
-        if not 1 <= index <= len(slots):
-            return True
-        slot = slots[index - 1]
-        epoch = slot.health_epoch
+    def _run_check(self, slot: Slot[T]) -> bool:
         check = self._health_check
         try:
-            ok = True if check is None else bool(check(slot.target))
+            return True if check is None else bool(check(slot.target))
         except Exception:
             _log.debug("%s: health check of %s raised", self.name, slot.name, exc_info=True)
-            ok = False
-        if ok and slot.healthy is False:
-            self._reuse(slot)  # before it is marked healthy, so before any call can use it
-        core.record_check(slot, ok, epoch)
-        return ok
+            return False
+
+    def _check_index(self, index: int) -> bool:
+        """The monitor's check: run the health check and record it on the slot."""
+        return self._drive(ops.check_target(self._core, index))
 
     def _on_health_change(self, index: int, healthy: bool) -> None:
-        self._core.on_health_change(index, healthy)
-        self._deliver_events()
+        self._drive(ops.health_changed(self._core, index, healthy))
 
     def run_health_checks(self) -> None:
         """Run one health-check round now (and the failback check), on this thread."""
@@ -455,16 +418,7 @@ class OrderedProvider(ProviderBase[T]):
 
     def _failback(self) -> None:
         """Automatic failback, when due (checked at the end of every health-check round)."""
-        core = self._core
-        found = core.failback_candidate()
-        if found is not None:
-            active, target = found
-            # Made usable before it is active (no lock held: the breaker's listeners may use
-            # the provider), then switched to if nothing changed meanwhile.
-            self._reuse(target)
-            core.close_breaker(target)
-            core.complete_failback(active, target)
-        self._deliver_events()
+        self._drive(ops.failback(self._core))
 
     # ------------------------------------------------------------------- live reconfiguration
 
@@ -476,9 +430,8 @@ class OrderedProvider(ProviderBase[T]):
         equal (removing active target 1 makes target 2 the new target 1), and when the active
         index shifts down because a target before it was removed.
         """
-        slot = self._core.remove(index)
+        slot = self._drive(ops.remove(self._core, index))
         self._forget_breaker(slot)
-        self._deliver_events()
         return slot.target
 
     # ------------------------------------------------------------------------------ close

@@ -97,8 +97,6 @@ class _DatabaseBase:
             found = (self.client, self._probe_client, self._fast_probe_client)
         return [c for c in found if c is not None]
 
-    _clients = clients  # temporary: the clients' name until they move to clients()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_name!r})"
 

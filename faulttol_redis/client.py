@@ -11,11 +11,16 @@ Lifecycle: ``close()`` closes the client for good. Every later call raises
 :class:`~faulttol_redis.ClientClosedError` without network I/O, commands racing the close end
 with redis-py exceptions only (a ``ClientClosedError`` when the close broke them), the
 client's pubsubs and WATCHing pipelines are closed with it, and the provider's connection
-pools refuse new connections (see :func:`_seal_provider`). A client built on a provider owns
-it (its ``close()`` closes the provider); :meth:`FailoverRedis.client` makes clients that do
-not. The success path of a command pays one attribute read for all this: ``close()`` swaps
-the object that path reads (:data:`_CLOSED_GATE`), and a provider closed by anyone else
-fails its ``_closed`` test; every other check is on the failure path.
+pools refuse new connections (the provider seals them when it closes: see
+:mod:`faulttol_redis._sealing`). A client built on a provider owns it (its ``close()`` closes
+the provider); :meth:`FailoverRedis.client` makes clients that do not. The success path of a
+command pays one attribute read for all this: it reads the generic provider's
+``active_state`` (``.slot``, ``.closed``), which ``close()`` swaps for a closed gate and a
+provider closed by anyone else marks closed; every other check is on the failure path.
+
+What this client shares with the asyncio one (closed checks, the redis-py members answered by
+the active database, replay and WATCH decisions, when a pubsub follows a switch) is in
+:mod:`faulttol_redis._client_common`; this module holds the sync I/O.
 """
 
 from __future__ import annotations
@@ -25,21 +30,26 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 from redis.client import Pipeline, PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
-from faulttol.provider import SwitchEvent
+from faulttol import SwitchEvent
 
+from ._client_common import (
+    CLOSED_GATE,
+    ClientMixin,
+    PipelineMixin,
+    PubSubMixin,
+    ReadError,
+    give_back,
+    is_watch,
+)
 from ._cluster import pubsub_node_pool
-from ._replay import command_may_replay, pipeline_may_replay
 from .config import MultiDbConfig
-from .errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
+from .errors import ClientClosedError
 from .provider import Database, FailoverProvider
 
 __all__ = ["FailoverPipeline", "FailoverPubSub", "FailoverRedis"]
@@ -51,100 +61,7 @@ def _run_command(db: Database, args: tuple[Any, ...], options: dict[str, Any]) -
     return db.client.execute_command(*args, **options)
 
 
-# --- closing --------------------------------------------------------------------------------
-
-
-class _DeadSlot:
-    """Stands in for the active slot once a client is closed: never healthy, so the success
-    path of ``execute_command`` falls through to the checks of the slow path."""
-
-    __slots__ = ()
-    healthy = False
-    breaker = None
-    target = None
-
-
-class _ClosedGate:
-    """What a closed client's success path reads instead of the provider."""
-
-    __slots__ = ()
-    _active = _DeadSlot()
-    _closed = True
-
-
-_CLOSED_GATE: Any = _ClosedGate()
-
-_SEAL_LOCK = threading.Lock()
-
-_REFUSE = "the client is closed: the connection pool of a closed provider opens no connection"
-
-
-def _seal_pool(pool: Any) -> None:
-    """Make a closed provider's connection pool refuse new connections, then disconnect it.
-
-    redis-py pools reconnect on demand after ``disconnect()``, so a command that was already
-    running when the client closed (it passed every check before the close) could open a
-    socket that nobody closes. A sealed pool raises :class:`ClientClosedError` from
-    ``get_connection`` and disconnects every connection given back to it. Only pools that
-    the database's client owns are sealed (a pool passed in ``client_kwargs`` may serve
-    others). Idempotent.
-    """
-    with _SEAL_LOCK:
-        if pool.__dict__.get("_faulttol_sealed"):
-            return
-        release = pool.release
-
-        def get_connection(*args: Any, **kwargs: Any) -> NoReturn:
-            raise ClientClosedError(_REFUSE)
-
-        def release_and_disconnect(connection: Any) -> None:
-            try:
-                release(connection)
-            finally:
-                connection.disconnect()
-
-        pool.get_connection = get_connection
-        pool.release = release_and_disconnect
-        pool._faulttol_sealed = True
-    pool.disconnect()  # after sealing: also what connected while the provider was closing
-
-
-def _client_pools(client: Any) -> Iterator[Any]:
-    """The connection pools a database client owns (a cluster: each known node's)."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        if getattr(client, "auto_close_connection_pool", False):
-            yield pool
-        return
-    nodes_manager = getattr(client, "__dict__", {}).get("nodes_manager")  # not initialized: none
-    if nodes_manager is not None:
-        for node in list(getattr(nodes_manager, "nodes_cache", {}).values()):
-            node_client = getattr(node, "redis_connection", None)
-            node_pool = getattr(node_client, "connection_pool", None)
-            if node_pool is not None:
-                yield node_pool
-
-
-def _seal_provider(provider: FailoverProvider) -> None:
-    """Seal the pools of every client of every database (removed ones too) of a closed
-    provider; see :func:`_seal_pool`."""
-    for db in provider._all_databases():
-        for client in db._clients():
-            for pool in _client_pools(client):
-                try:
-                    _seal_pool(pool)
-                except Exception:  # pragma: no cover - best effort on shutdown
-                    _log.debug("sealing a pool of %s failed", db, exc_info=True)
-
-
-def _give_back(breaker: Any) -> None:
-    """Return a permit taken for a call that the close broke (nothing is counted)."""
-    release = getattr(breaker, "release_permission", None)
-    if release is not None:
-        release()
-
-
-class FailoverRedis(redis.Redis):
+class FailoverRedis(ClientMixin, redis.Redis):
     """A ``redis.Redis`` whose commands run on the provider's active database.
 
     Build it from a provider (``FailoverRedis(provider)``) or a config
@@ -170,19 +87,8 @@ class FailoverRedis(redis.Redis):
     def __init__(self, provider: FailoverProvider) -> None:  # no super(): no own pool
         if not isinstance(provider, FailoverProvider):
             raise TypeError(f"provider must be a FailoverProvider, got {type(provider).__name__}")
-        self._provider = provider
-        self._gate: Any = provider  # what the success path reads; _CLOSED_GATE once closed
-        self._now = provider.clock.monotonic
-        self._replay_ambiguous = provider.config.retry_ambiguous_writes
-        self._closed = False
-        self._owns_provider = True
+        self._setup(provider, started=True)
         self._lock = threading.Lock()
-        self._pubsubs: weakref.WeakSet[FailoverPubSub] = weakref.WeakSet()
-        self._watching: weakref.WeakSet[FailoverPipeline] = weakref.WeakSet()
-        # Read by redis-py code that expects a redis.Redis: this client holds no connection.
-        self.connection = None
-        self.single_connection_client = False
-        self.auto_close_connection_pool = False
         self.single_connection_lock = threading.RLock()
 
     @classmethod
@@ -190,48 +96,27 @@ class FailoverRedis(redis.Redis):
         """Build the provider for ``config`` and a client on it."""
         return cls(FailoverProvider(config))
 
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> FailoverRedis:
-        """Not supported: a failover client needs several databases and a failover config."""
-        raise NotImplementedError(
-            "FailoverRedis.from_url() is not supported: a failover client is built from "
-            "several databases, e.g. FailoverRedis.from_config(MultiDbConfig("
-            "[DatabaseConfig(url=...), DatabaseConfig(url=...)]))"
-        )
-
-    @classmethod
-    def from_pool(cls, connection_pool: Any) -> FailoverRedis:
-        """Not supported: each database's client owns its pool, made from its config."""
-        raise NotImplementedError(
-            "FailoverRedis.from_pool() is not supported: each database's client makes its "
-            "own pool from its DatabaseConfig (pool options go in client_kwargs); build the "
-            "client with FailoverRedis.from_config(MultiDbConfig([...]))"
-        )
-
     @property
     def provider(self) -> FailoverProvider:
         """The failover provider this client runs on."""
-        return self._provider
+        return self._provider  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------------ commands
-
-    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command on the active database, with retry and failover.
 
-        The success path is :meth:`OrderedProvider.execute_with`'s, written out here: every
-        command pays it, and one frame and one re-packing of the arguments less is a third
-        of this layer's cost. Any failure goes to the provider's shared slow path. A closed
-        client reads :data:`_CLOSED_GATE` here (its slot is never healthy), and a closed
-        provider fails the ``_closed`` test: both fall through to :meth:`_slow`.
+        The success path is :meth:`faulttol.OrderedProvider.execute_with`'s, written out
+        here: every command pays it, and one frame and one re-packing of the arguments less
+        is a third of this layer's cost. Any failure goes to the provider's shared slow path
+        (``ordered_provider.recover``). A closed client reads the closed gate here (its slot
+        is never healthy), and a closed provider's state says ``closed``: both fall through
+        to :meth:`_slow`.
         """
-        provider = self._gate
-        slot = provider._active
+        gate = self._gate
+        slot = gate.slot
         breaker = slot.breaker
-        if (slot.healthy is not False and not provider._closed
-                and breaker.try_acquire_permission()):
+        if slot.healthy is not False and not gate.closed and breaker.try_acquire_permission():
             now = self._now
             start = now()
             try:
@@ -246,7 +131,7 @@ class FailoverRedis(redis.Redis):
                 args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """The first attempt failed: record it and recover, unless the client closed."""
         if self._is_closed():
-            _give_back(breaker)  # the close broke the call: nothing to count
+            give_back(breaker)  # the close broke the call: nothing to count
             raise self._after_close(exc)
         breaker.on_error(duration, exc)
         return self._slow(args, options, slot, exc)
@@ -257,8 +142,8 @@ class FailoverRedis(redis.Redis):
         if self._is_closed():
             raise self._closed_error(exc)
         try:
-            return self._provider._recover(
-                self._attempt, (args, options), None, self._may_replay, slot, exc
+            return self._ordered.recover(
+                self._attempt, (args, options), None, self._may_replay, slot=slot, exc=exc
             )
         except BaseException as error:
             if self._is_closed():
@@ -267,37 +152,8 @@ class FailoverRedis(redis.Redis):
 
     def _attempt(self, db: Database, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """One attempt of the slow path; stops it at once if the client closed meanwhile."""
-        if self._is_closed():
-            raise _ClientClosed
+        self._check_attempt()
         return db.client.execute_command(*args, **options)
-
-    # ----------------------------------------------------------------------- lifecycle
-
-    @property
-    def closed(self) -> bool:
-        """Whether the client, or its provider, is closed (every call then raises
-        :class:`~faulttol_redis.ClientClosedError`)."""
-        return self._is_closed()
-
-    def _is_closed(self) -> bool:
-        return self._closed or self._provider._closed
-
-    def _closed_error(self, cause: BaseException | None = None) -> ClientClosedError:
-        if not self._closed and self._provider._closed:
-            _seal_provider(self._provider)  # closed by someone else: seal it now
-            return _closed_error("client (its FailoverProvider was closed)", cause)
-        return _closed_error("client", cause)
-
-    def _after_close(self, exc: BaseException) -> BaseException:
-        """What a call broken by the close raises (see ``errors._error_after_close``)."""
-        error = _error_after_close(exc, "client")
-        if error is exc or not isinstance(error, ClientClosedError):
-            return error
-        return self._closed_error(exc)
-
-    def _check_open(self) -> None:
-        if self._is_closed():
-            raise self._closed_error()
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 
@@ -310,40 +166,6 @@ class FailoverRedis(redis.Redis):
     def response_callbacks(self) -> Any:  # type: ignore[override]
         return getattr(self._provider.client(), "response_callbacks", {})
 
-    def get_encoder(self) -> Any:
-        """The active database's encoder."""
-        return self._provider.client().get_encoder()
-
-    def get_connection_kwargs(self) -> dict[str, Any]:
-        """The active database's connection arguments."""
-        kwargs: dict[str, Any] = self._provider.client().get_connection_kwargs()
-        return kwargs
-
-    def _database_clients(self) -> list[Any]:
-        provider = self._provider
-        return [provider.client(i) for i in range(1, len(provider) + 1)]
-
-    def set_response_callback(self, command: str, callback: Any) -> None:
-        """Set a response callback on every database's client."""
-        for client in self._database_clients():
-            client.set_response_callback(command, callback)
-
-    def get_retry(self) -> Any:
-        """The active database client's redis-py ``Retry``: no retries unless
-        ``client_kwargs`` sets one. The failover retry is ``client.provider.retry``."""
-        client: Any = self._provider.client()
-        get_retry = getattr(client, "get_retry", None)
-        return get_retry() if get_retry is not None else getattr(client, "retry", None)
-
-    def set_retry(self, retry: Any) -> NoReturn:
-        """Refused: the failover retry (``MultiDbConfig(retry=...)``) is the only one."""
-        raise NotImplementedError(
-            "FailoverRedis.set_retry() is not supported: the failover retry is the only one; "
-            "configure it with MultiDbConfig(retry=RetryConfig(...)) (a database's own "
-            "redis-py retry, if you really want one, goes in DatabaseConfig(client_kwargs="
-            "{'retry': ...}))"
-        )
-
     def get_cache(self) -> Any:
         """The active database's client-side cache (None unless its client has one)."""
         get_cache = getattr(self._provider.client(), "get_cache", None)
@@ -353,22 +175,7 @@ class FailoverRedis(redis.Redis):
     # database, so that HIMPORT SET keeps working after a switch.
 
     def _himport(self, name: str, *args: Any) -> list[Any]:
-        results = []
-        for client in self._database_clients():
-            method = getattr(client, name, None)
-            if method is None:
-                raise NotImplementedError(
-                    f"{name}() needs a redis-py with HIMPORT support on every database's "
-                    f"client ({type(client).__name__} has none)"
-                )
-            results.append(method(*args))
-        return results
-
-    @property
-    def himport_registry(self) -> Any:
-        """The active database client's HIMPORT fieldset registry (every database's client
-        has the same fieldsets)."""
-        return self._provider.client().himport_registry
+        return [method(*args) for method in self._himport_methods(name)]
 
     def himport_prepare(self, fieldset_name: str, fields: Iterable[Any]) -> bool:
         """Declare an HIMPORT fieldset on every database's client."""
@@ -419,9 +226,7 @@ class FailoverRedis(redis.Redis):
         connection use a pipeline (``watch()``/``multi()``/``execute()``), which is bound
         to one database and one connection while it WATCHes.
         """
-        self._check_open()
-        child = type(self)(self._provider)
-        child._owns_provider = False
+        child: FailoverRedis = self._child()
         return child
 
     # --------------------------------------------------------------------------- close
@@ -437,7 +242,7 @@ class FailoverRedis(redis.Redis):
             if self._closed:
                 return
             self._closed = True
-            self._gate = _CLOSED_GATE
+            self._gate = CLOSED_GATE
             pubsubs, pipes = list(self._pubsubs), list(self._watching)
         for pubsub in pubsubs:
             try:
@@ -447,8 +252,7 @@ class FailoverRedis(redis.Redis):
         for pipe in pipes:
             pipe._abandon()
         if self._owns_provider:
-            self._provider.close()
-            _seal_provider(self._provider)
+            self._provider.close()  # which seals its pools
 
     def __enter__(self) -> FailoverRedis:
         self._check_open()
@@ -456,10 +260,6 @@ class FailoverRedis(redis.Redis):
 
     def __del__(self) -> None:
         pass  # the provider owns the connections; close() releases them explicitly
-
-    def __repr__(self) -> str:
-        provider = getattr(self, "_provider", None)
-        return f"FailoverRedis({provider!r})"
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -478,7 +278,7 @@ def _run_pipeline(db: Database, stack: list[Any], scripts: set[Any], transaction
         pipe.reset()
 
 
-class FailoverPipeline(Pipeline):
+class FailoverPipeline(PipelineMixin, Pipeline):
     """A redis-py ``Pipeline`` whose buffered commands run on the database active at ``execute()``.
 
     After ``watch()`` the pipeline is bound to the database the WATCH ran on (immediate
@@ -520,7 +320,7 @@ class FailoverPipeline(Pipeline):
                     raise self._client._after_close(exc)  # noqa: B904 - the cause is set
                 raise
             return self if result is real else result  # a buffered command returns the pipe
-        if args and str(args[0]).upper() == "WATCH" and not self.explicit_transaction:
+        if args and is_watch(args[0]) and not self.explicit_transaction:
             return self._bind_and_watch(*args, **kwargs)
         return self.pipeline_execute_command(*args, **kwargs)
 
@@ -529,7 +329,7 @@ class FailoverPipeline(Pipeline):
             raise redis.RedisError("Cannot issue a WATCH after commands were queued")
         self._check_open()
         client = self._client
-        db = client.provider._active.target
+        db = client._ordered.active
         real = db.client.pipeline(self.transaction, self.shard_hint)
         with client._lock:
             if client._closed:
@@ -561,8 +361,7 @@ class FailoverPipeline(Pipeline):
         real = self._real
         if real is not None:
             try:
-                if client.provider._active.target is not self._bound:
-                    raise WatchError("the active database changed after WATCH")
+                self._check_still_bound()
                 real.scripts |= self.scripts
                 results: list[Any] = real.execute(raise_on_error)
                 return results
@@ -576,7 +375,7 @@ class FailoverPipeline(Pipeline):
         if not stack:
             return []
         try:
-            return client.provider.execute_with(
+            return client._ordered.execute_with(  # type: ignore[no-any-return]
                 self._attempt,
                 (stack, self.scripts, self.transaction, self.shard_hint, raise_on_error),
                 None,
@@ -591,12 +390,8 @@ class FailoverPipeline(Pipeline):
 
     def _attempt(self, db: Database, *call: Any) -> list[Any]:
         """One attempt of the pipeline; stops the provider at once if the client closed."""
-        if self._client._is_closed():
-            raise _ClientClosed
+        self._client._check_attempt()
         return _run_pipeline(db, *call)
-
-    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
 
     def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None
@@ -635,9 +430,6 @@ class FailoverPipeline(Pipeline):
     def __del__(self) -> None:
         pass
 
-    def __repr__(self) -> str:
-        return f"FailoverPipeline(commands={len(self.command_stack)}, bound={self._bound!r})"
-
 
 # --- pubsub ---------------------------------------------------------------------------------
 
@@ -655,7 +447,7 @@ def _pubsub_pool(db: Database) -> Any:
     return client.connection_pool
 
 
-class FailoverPubSub(PubSub):
+class FailoverPubSub(PubSubMixin, PubSub):
     """A redis-py ``PubSub`` that moves its subscriptions to the new database after a switch.
 
     The move happens on the thread that next uses the pubsub (``get_message``, ``listen``,
@@ -672,26 +464,19 @@ class FailoverPubSub(PubSub):
     """
 
     def __init__(self, provider: FailoverProvider, **kwargs: Any) -> None:
-        self._provider = provider
-        self._db: Database = provider._active.target
+        self._setup_following(provider)
         self._moving = threading.Event()
-        self._closed = False
         self._workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         super().__init__(_pubsub_pool(self._db), **kwargs)
-        ref = weakref.WeakMethod(self._on_switch)
+        self._start_following(self._on_switch)
 
-        def listener(event: SwitchEvent) -> None:
-            method = ref()
-            if method is not None:
-                method(event)
-
-        self._listener = listener
-        provider.add_switch_listener(listener)
+    def _is_moving(self) -> bool:
+        return self._moving.is_set()
 
     def _on_switch(self, event: SwitchEvent) -> None:
         self._moving.set()
         conn: Any = self.connection
-        if conn is not None and self._provider._active.target is not self._db:
+        if conn is not None and self._active_db() is not self._db:
             try:
                 conn.disconnect()  # wakes a reader blocked on the old database
             except Exception:
@@ -699,12 +484,12 @@ class FailoverPubSub(PubSub):
 
     def _follow(self) -> None:
         """Move to the active database if it changed."""
-        target = self._provider._active.target
+        target = self._active_db()
         if target is self._db:
             self._moving.clear()
             return
         with self._lock:
-            target = self._provider._active.target
+            target = self._active_db()
             if target is self._db:
                 return
             old: Any = self.connection
@@ -724,14 +509,11 @@ class FailoverPubSub(PubSub):
 
     # ----------------------------------------------------------------------- lifecycle
 
-    def _is_closed(self) -> bool:
-        return self._closed or self._provider._closed
-
     def _check_open(self) -> None:
         if self._is_closed():
             if not self._closed:  # the provider was closed: release what is left
                 self.close()
-            raise _closed_error("pubsub")
+            raise self._closed_pubsub_error()
 
     def _in_stopped_worker(self) -> bool:
         """Whether the caller is one of this pubsub's ``run_in_thread`` workers, which the
@@ -750,7 +532,7 @@ class FailoverPubSub(PubSub):
             for worker in list(self._workers):
                 if isinstance(worker, PubSubWorkerThread):
                     worker.stop()  # ends after its current read, which the close wakes
-            self._provider.remove_switch_listener(self._listener)
+            self._stop_following()
         super().close()
 
     def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
@@ -765,18 +547,18 @@ class FailoverPubSub(PubSub):
 
     def execute_command(self, *args: Any) -> None:
         self._check_open()
-        if self._moving.is_set() or self._provider._active.target is not self._db:
+        if self._must_follow():
             self._follow()
         try:
             super().execute_command(*args)  # type: ignore[no-untyped-call]
         except Exception as exc:
             if self._is_closed():
-                raise _error_after_close(exc, "pubsub")  # noqa: B904 - the cause is set
+                raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
             raise
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         self._check_open()
-        if self._moving.is_set() or self._provider._active.target is not self._db:
+        if self._must_follow():
             self._follow()
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
@@ -806,22 +588,21 @@ class FailoverPubSub(PubSub):
     def _on_read_error(self, exc: Exception) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down."""
         if self._is_closed():
-            raise _error_after_close(exc, "pubsub")
-        provider = self._provider
-        if self._moving.is_set() or provider._active.target is not self._db:
-            self._follow()  # the switch closed our connection under the reader
-            return None
-        if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            raise self._closed_error_after(exc)
+        action = self._read_error(exc)
+        if action is ReadError.RAISE:
             raise exc
-        slot = provider._active
-        if provider._run_probe(slot, exc):
-            if not isinstance(exc, RedisTimeoutError):
-                self._reconnect_same()  # a broken connection to a live database
-            return None
-        provider._after_probe_failed(slot, exc)
-        if provider._active.target is self._db:
-            raise exc  # nowhere to go: the caller sees the failure
-        self._follow()
+        if action is ReadError.PROBE:
+            ordered = self._provider.ordered_provider
+            slot = self._state.slot
+            if ordered.probe(slot, exc):
+                if self._reconnects_after(exc):
+                    self._reconnect_same()  # a broken connection to a live database
+                return None
+            ordered.mark_unhealthy(slot, exc)
+            if self._stays_after_failed_probe():
+                raise exc  # nowhere to go: the caller sees the failure
+        self._follow()  # a switch closed our connection under the reader, or we failed over
         return None
 
     def _reconnect_same(self) -> None:

@@ -28,6 +28,7 @@ from ._provider_base import (
     _deprecated,
     _RedisProviderBase,
 )
+from ._sealing import seal_pools
 from .config import DatabaseConfig, MultiDbConfig
 
 __all__ = ["TIMEOUT_PROBE_TIMEOUT", "Database", "FailoverProvider"]
@@ -183,10 +184,14 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
     # ------------------------------------------------------------------------------- close
 
     def close(self) -> None:
-        """Stop health checks and close every database's clients. Idempotent."""
+        """Stop health checks and close every database's clients; their pools are sealed
+        (a command still running reconnects nowhere: it ends with
+        :class:`~faulttol_redis.ClientClosedError`). Idempotent."""
         self._ordered.close()
-        for db in self._all_databases():
+        databases = self._all_databases()
+        for db in databases:
             db.close()
+        seal_pools(client for db in databases for client in db.clients())
 
     def __enter__(self) -> FailoverProvider:
         return self
@@ -245,23 +250,3 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
         _deprecated("start_on_first_healthy()",
                     "use provider.ordered_provider.start_on_first_healthy()")
         return self._ordered.start_on_first_healthy()
-
-    # --- temporary: what the clients read until they use the public seams ------------------
-
-    @property
-    def _active(self) -> Any:
-        return self._ordered.active_state.slot
-
-    @property
-    def _closed(self) -> bool:
-        return self._ordered.closed
-
-    def _recover(self, fn: Any, args: Any, kwargs: Any, may_replay: Any, slot: Any,
-                 exc: Any) -> Any:
-        return self._ordered.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
-
-    def _run_probe(self, slot: Any, exc: Any) -> bool:
-        return self._ordered.probe(slot, exc)
-
-    def _after_probe_failed(self, slot: Any, exc: Any) -> None:
-        self._ordered.mark_unhealthy(slot, exc)

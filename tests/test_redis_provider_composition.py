@@ -4,7 +4,9 @@ existed through inheritance (deprecated), against real ``redis-server`` processe
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +123,22 @@ async def test_the_asyncio_provider_holds_an_async_ordered_provider(
     finally:
         await provider.aclose()
     assert provider.closed
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
+def test_the_import_contract_forbids_every_private_faulttol_module() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    settings = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(
+        c for c in settings["tool"]["importlinter"]["contracts"]
+        if c["name"] == "nothing outside faulttol imports a private faulttol module"
+    )
+    assert contract["source_modules"] == ["faulttol_redis", "faulttol_redis.*"]
+    private = {
+        ".".join(path.relative_to(root).with_suffix("").parts)
+        for path in (root / "faulttol").rglob("_*.py")
+        if path.name != "__init__.py"
+    }
+    assert set(contract["forbidden_modules"]) == private

@@ -15,31 +15,40 @@ Lifecycle, as for the sync client: ``aclose()`` (alias ``close()``) is final. Ev
 raises :class:`~faulttol_redis.ClientClosedError` without network I/O (also on a client
 closed before its first use), commands racing the close end with redis-py exceptions only,
 the client's pubsubs and WATCHing pipelines are closed with it, and the provider's pools
-refuse new connections. The success path pays one attribute read for it (the closed gate
-of :mod:`faulttol_redis.client`).
+refuse new connections (the provider seals them when it closes). The success path pays one
+attribute read for it: the gate it reads (the generic provider's ``active_state``) is a closed
+one once the client closes, and a never-healthy one until the provider has started up.
+
+What this client shares with the sync one (closed checks, the redis-py members answered by
+the active database, replay and WATCH decisions, when a pubsub follows a switch) is in
+:mod:`faulttol_redis._client_common`; this module holds the asyncio I/O.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any, NoReturn
+from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.asyncio.client import Pipeline, PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, WatchError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from faulttol.provider import SwitchEvent
+from faulttol import SwitchEvent
 
+from .._client_common import (
+    CLOSED_GATE,
+    ClientMixin,
+    PipelineMixin,
+    PubSubMixin,
+    ReadError,
+    give_back,
+    is_watch,
+)
 from .._cluster import AsyncClusterPubSubPool
-from .._replay import command_may_replay, pipeline_may_replay
 from ..config import MultiDbConfig
-from ..errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
+from ..errors import ClientClosedError
 from .provider import AsyncDatabase, FailoverProvider
 
 __all__ = ["FailoverPipeline", "FailoverPubSub", "FailoverRedis"]
@@ -52,89 +61,7 @@ def _run_command(db: AsyncDatabase, args: tuple[Any, ...],
     return db.client.execute_command(*args, **options)  # type: ignore[no-any-return]
 
 
-def _is_watch(arg: Any) -> bool:
-    if isinstance(arg, bytes):
-        arg = arg.decode("ascii", "replace")
-    return isinstance(arg, str) and arg.upper() == "WATCH"
-
-
-# --- closing --------------------------------------------------------------------------------
-
-
-class _DeadSlot:
-    """Stands in for the active slot once a client is closed (never healthy)."""
-
-    __slots__ = ()
-    healthy = False
-    breaker = None
-    target = None
-
-
-class _ClosedGate:
-    """What a closed client's success path reads instead of the provider: not initialized,
-    closed, no healthy slot, so every call falls through to the checks of the slow path."""
-
-    __slots__ = ()
-    _active = _DeadSlot()
-    _closed = True
-    _initialized = False
-
-
-_CLOSED_GATE: Any = _ClosedGate()
-
-_SEAL_LOCK = threading.Lock()
-
-_REFUSE = "the client is closed: the connection pool of a closed provider opens no connection"
-
-
-def _seal_pool(pool: Any) -> bool:
-    """Make a closed provider's ``redis.asyncio`` pool refuse new connections (see
-    :func:`faulttol_redis.client._seal_pool`). Returns whether it was sealed just now."""
-    with _SEAL_LOCK:
-        if pool.__dict__.get("_faulttol_sealed"):
-            return False
-        release = pool.release
-
-        async def get_connection(*args: Any, **kwargs: Any) -> NoReturn:
-            raise ClientClosedError(_REFUSE)
-
-        async def release_and_disconnect(connection: Any) -> None:
-            try:
-                await release(connection)
-            finally:
-                await connection.disconnect()
-
-        pool.get_connection = get_connection
-        pool.release = release_and_disconnect
-        pool._faulttol_sealed = True
-        return True
-
-
-async def _seal_provider(provider: FailoverProvider) -> None:
-    """Seal and disconnect the pools of every standalone database client (removed databases
-    and probe clients too) of a closed provider. A cluster database's node connections are
-    not pooled this way in ``redis.asyncio``: ``aclose()`` of its client closes them, and the
-    closed checks keep new commands away from it."""
-    for db in provider._all_databases():
-        for client in db._clients():
-            pool = getattr(client, "connection_pool", None)
-            if pool is None or not getattr(client, "auto_close_connection_pool", False):
-                continue
-            try:
-                _seal_pool(pool)
-                await pool.disconnect()  # what connected while the provider was closing
-            except Exception:  # pragma: no cover - best effort on shutdown
-                _log.debug("sealing a pool of %s failed", db, exc_info=True)
-
-
-def _give_back(breaker: Any) -> None:
-    """Return a permit taken for a call that the close broke (nothing is counted)."""
-    release = getattr(breaker, "release_permission", None)
-    if release is not None:
-        release()
-
-
-class FailoverRedis(redis.asyncio.Redis):
+class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
     """A ``redis.asyncio.Redis`` whose commands run on the provider's active database.
 
     Build it from a provider (``FailoverRedis(provider)``) or a config
@@ -163,47 +90,18 @@ class FailoverRedis(redis.asyncio.Redis):
             raise TypeError(
                 f"provider must be an asyncio FailoverProvider, got {type(provider).__name__}"
             )
-        self._provider = provider
-        self._gate: Any = provider  # what the success path reads; _CLOSED_GATE once closed
-        self._now = provider.clock.monotonic
-        self._replay_ambiguous = provider.config.retry_ambiguous_writes
-        self._closed = False
-        self._owns_provider = True
+        self._setup(provider, started=provider.initialized)
         self._usage = 0
-        self._pubsubs: weakref.WeakSet[FailoverPubSub] = weakref.WeakSet()
-        self._watching: weakref.WeakSet[FailoverPipeline] = weakref.WeakSet()
-        # Read by inherited redis.asyncio.Redis helpers: this client holds no connection.
-        self.connection = None
-        self.single_connection_client = False
-        self.auto_close_connection_pool = False
 
     @classmethod
     def from_config(cls, config: MultiDbConfig) -> FailoverRedis:
         """Build the provider for ``config`` and a client on it (no I/O yet)."""
         return cls(FailoverProvider(config))
 
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> FailoverRedis:  # type: ignore[override]
-        """Not supported: a failover client needs several databases and a failover config."""
-        raise NotImplementedError(
-            "FailoverRedis.from_url() is not supported: a failover client is built from "
-            "several databases, e.g. FailoverRedis.from_config(MultiDbConfig("
-            "[DatabaseConfig(url=...), DatabaseConfig(url=...)]))"
-        )
-
-    @classmethod
-    def from_pool(cls, connection_pool: Any) -> FailoverRedis:
-        """Not supported: each database's client owns its pool, made from its config."""
-        raise NotImplementedError(
-            "FailoverRedis.from_pool() is not supported: each database's client makes its "
-            "own pool from its DatabaseConfig (pool options go in client_kwargs); build the "
-            "client with FailoverRedis.from_config(MultiDbConfig([...]))"
-        )
-
     @property
     def provider(self) -> FailoverProvider:
         """The failover provider this client runs on."""
-        return self._provider
+        return self._provider  # type: ignore[no-any-return]
 
     async def initialize(self) -> FailoverRedis:
         """Run the provider's startup (connect in order) if it has not run yet."""
@@ -214,25 +112,24 @@ class FailoverRedis(redis.asyncio.Redis):
             if self._is_closed():
                 raise self._closed_error(exc) from exc
             raise
+        if self._gate is not CLOSED_GATE:
+            self._gate = self._ordered.active_state  # started: the success path may run
         return self
 
     # ------------------------------------------------------------------------ commands
 
-    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
-
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command on the active database, with retry and failover.
 
-        The success path of :meth:`OrderedProvider.execute_with_async`, written out here as
-        in the sync client. Before startup, and once the client or its provider is closed,
-        every call goes to :meth:`_slow` (a closed client reads :data:`_CLOSED_GATE`).
+        The success path of :meth:`faulttol.AsyncOrderedProvider.execute_with`, written out
+        here as in the sync client. Before startup, and once the client or its provider is
+        closed, every call goes to :meth:`_slow` (the gate's slot is never healthy, or its
+        state says ``closed``).
         """
-        provider = self._gate
-        slot = provider._active
+        gate = self._gate
+        slot = gate.slot
         breaker = slot.breaker
-        if (provider._initialized and slot.healthy is not False and not provider._closed
-                and breaker.try_acquire_permission()):
+        if slot.healthy is not False and not gate.closed and breaker.try_acquire_permission():
             now = self._now
             start = now()
             try:
@@ -247,7 +144,7 @@ class FailoverRedis(redis.asyncio.Redis):
                       args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """The first attempt failed: record it and recover, unless the client closed."""
         if self._is_closed():
-            _give_back(breaker)  # the close broke the call: nothing to count
+            give_back(breaker)  # the close broke the call: nothing to count
             raise self._after_close(exc)
         breaker.on_error(duration, exc)
         return await self._slow(args, options, slot, exc)
@@ -258,13 +155,12 @@ class FailoverRedis(redis.asyncio.Redis):
         checks."""
         if self._is_closed():
             raise self._closed_error(exc)
-        provider = self._provider
-        if not provider._initialized:
+        if not self._provider.initialized:
             await self.initialize()
             return await self.execute_command(*args, **options)
         try:
-            return await provider._recover_async(
-                self._attempt, (args, options), None, self._may_replay, slot, exc
+            return await self._ordered.recover(
+                self._attempt, (args, options), None, self._may_replay, slot=slot, exc=exc
             )
         except BaseException as error:
             if self._is_closed():
@@ -274,36 +170,8 @@ class FailoverRedis(redis.asyncio.Redis):
     def _attempt(self, db: AsyncDatabase, args: tuple[Any, ...],
                  options: dict[str, Any]) -> Awaitable[Any]:
         """One attempt of the slow path; stops it at once if the client closed meanwhile."""
-        if self._is_closed():
-            raise _ClientClosed
+        self._check_attempt()
         return db.client.execute_command(*args, **options)  # type: ignore[no-any-return]
-
-    # ----------------------------------------------------------------------- lifecycle
-
-    @property
-    def closed(self) -> bool:
-        """Whether the client, or its provider, is closed (every call then raises
-        :class:`~faulttol_redis.ClientClosedError`)."""
-        return self._is_closed()
-
-    def _is_closed(self) -> bool:
-        return self._closed or self._provider._closed
-
-    def _closed_error(self, cause: BaseException | None = None) -> ClientClosedError:
-        if not self._closed and self._provider._closed:
-            return _closed_error("client (its FailoverProvider was closed)", cause)
-        return _closed_error("client", cause)
-
-    def _after_close(self, exc: BaseException) -> BaseException:
-        """What a call broken by the close raises (see ``errors._error_after_close``)."""
-        error = _error_after_close(exc, "client")
-        if error is exc or not isinstance(error, ClientClosedError):
-            return error
-        return self._closed_error(exc)
-
-    def _check_open(self) -> None:
-        if self._is_closed():
-            raise self._closed_error()
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 
@@ -316,60 +184,12 @@ class FailoverRedis(redis.asyncio.Redis):
     def response_callbacks(self) -> Any:  # type: ignore[override]
         return getattr(self._provider.client(), "response_callbacks", {})
 
-    def get_encoder(self) -> Any:
-        """The active database's encoder."""
-        return self._provider.client().get_encoder()  # type: ignore[no-untyped-call]
-
-    def get_connection_kwargs(self) -> Any:
-        """The active database's connection arguments."""
-        return self._provider.client().get_connection_kwargs()  # type: ignore[no-untyped-call]
-
-    def _database_clients(self) -> list[Any]:
-        provider = self._provider
-        return [provider.client(i) for i in range(1, len(provider) + 1)]
-
-    def set_response_callback(self, command: str, callback: Any) -> None:
-        """Set a response callback on every database's client."""
-        for client in self._database_clients():
-            client.set_response_callback(command, callback)
-
-    def get_retry(self) -> Any:
-        """The active database client's redis-py ``Retry``: no retries unless
-        ``client_kwargs`` sets one. The failover retry is ``client.provider.retry``."""
-        client: Any = self._provider.client()
-        get_retry = getattr(client, "get_retry", None)
-        return get_retry() if get_retry is not None else getattr(client, "retry", None)
-
-    def set_retry(self, retry: Any) -> NoReturn:
-        """Refused: the failover retry (``MultiDbConfig(retry=...)``) is the only one."""
-        raise NotImplementedError(
-            "FailoverRedis.set_retry() is not supported: the failover retry is the only one; "
-            "configure it with MultiDbConfig(retry=RetryConfig(...)) (a database's own "
-            "redis-py retry, if you really want one, goes in DatabaseConfig(client_kwargs="
-            "{'retry': ...}))"
-        )
-
     # HIMPORT fieldsets (redis-py 8.1+) live in each client's registry: declared on every
     # database, so that HIMPORT SET keeps working after a switch.
 
     async def _himport(self, name: str, *args: Any) -> list[Any]:
         await self.initialize()
-        results = []
-        for client in self._database_clients():
-            method = getattr(client, name, None)
-            if method is None:
-                raise NotImplementedError(
-                    f"{name}() needs a redis-py with HIMPORT support on every database's "
-                    f"client ({type(client).__name__} has none)"
-                )
-            results.append(await method(*args))
-        return results
-
-    @property
-    def himport_registry(self) -> Any:
-        """The active database client's HIMPORT fieldset registry (every database's client
-        has the same fieldsets)."""
-        return self._provider.client().himport_registry
+        return [await method(*args) for method in self._himport_methods(name)]
 
     async def himport_prepare(self, fieldset_name: str, fields: Iterable[Any]) -> bool:
         """Declare an HIMPORT fieldset on every database's client."""
@@ -417,9 +237,7 @@ class FailoverRedis(redis.asyncio.Redis):
         connection use a pipeline (``watch()``/``multi()``/``execute()``), which is bound
         to one database and one connection while it WATCHes.
         """
-        self._check_open()
-        child = type(self)(self._provider)
-        child._owns_provider = False
+        child: FailoverRedis = self._child()
         return child
 
     # --------------------------------------------------------------------------- close
@@ -447,7 +265,7 @@ class FailoverRedis(redis.asyncio.Redis):
         if self._closed:
             return
         self._closed = True
-        self._gate = _CLOSED_GATE
+        self._gate = CLOSED_GATE
         for pipe in list(self._watching):
             await pipe._abandon()  # a WATCHing pipeline holds a connection
         for pubsub in list(self._pubsubs):
@@ -456,8 +274,7 @@ class FailoverRedis(redis.asyncio.Redis):
             except Exception:  # pragma: no cover - best effort on shutdown
                 _log.debug("closing a pubsub failed", exc_info=True)
         if self._owns_provider:
-            await self._provider.aclose()
-            await _seal_provider(self._provider)
+            await self._provider.aclose()  # which seals its pools
 
     async def close(self, close_connection_pool: bool | None = None) -> None:
         """Alias of :meth:`aclose`."""
@@ -465,10 +282,6 @@ class FailoverRedis(redis.asyncio.Redis):
 
     def __del__(self, *args: Any) -> None:
         pass  # the provider owns the connections; aclose() releases them explicitly
-
-    def __repr__(self) -> str:
-        provider = getattr(self, "_provider", None)
-        return f"FailoverRedis({provider!r})"
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -498,7 +311,7 @@ async def _run_pipeline(db: AsyncDatabase, stack: list[Any], scripts: set[Any],
         await pipe.reset()
 
 
-class FailoverPipeline(Pipeline):
+class FailoverPipeline(PipelineMixin, Pipeline):  # type: ignore[misc]
     """A ``redis.asyncio`` Pipeline whose buffered commands run on the database active at
     ``execute()``.
 
@@ -533,7 +346,7 @@ class FailoverPipeline(Pipeline):
             result = real.execute_command(*args, **kwargs)
             # buffered (after MULTI): the real pipeline; else an immediate command, not run yet
             return self if result is real else self._immediate(result)
-        if args and _is_watch(args[0]) and not self.explicit_transaction:
+        if args and is_watch(args[0]) and not self.explicit_transaction:
             return self._bind_and_watch(*args, **kwargs)
         return self.pipeline_execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
@@ -558,9 +371,8 @@ class FailoverPipeline(Pipeline):
             raise RedisError("Cannot issue a WATCH after commands were queued")
         await self._check_open()
         client = self._client
-        provider = client.provider
         await client.initialize()
-        db = provider._active.target
+        db = client._ordered.active
         real = db.client.pipeline(self.is_transaction, self.shard_hint)
         try:
             if _is_cluster(db):
@@ -592,8 +404,7 @@ class FailoverPipeline(Pipeline):
         real = self._real
         if real is not None:
             try:
-                if client.provider._active.target is not self._bound:
-                    raise WatchError("the active database changed after WATCH")
+                self._check_still_bound()
                 real.scripts |= self.scripts
                 return await real.execute(raise_on_error)  # type: ignore[no-any-return]
             except BaseException as exc:
@@ -605,11 +416,10 @@ class FailoverPipeline(Pipeline):
         stack = self.command_stack
         if not stack:
             return []
-        provider = client.provider
         try:
-            if not provider._initialized:
+            if not client.provider.initialized:
                 await client.initialize()
-            return await provider.execute_with_async(
+            return await client._ordered.execute_with(  # type: ignore[no-any-return]
                 self._attempt,
                 (stack, self.scripts, self.is_transaction, self.shard_hint, raise_on_error),
                 None,
@@ -624,12 +434,8 @@ class FailoverPipeline(Pipeline):
 
     def _attempt(self, db: AsyncDatabase, *call: Any) -> Awaitable[list[Any]]:
         """One attempt of the pipeline; stops the provider at once if the client closed."""
-        if self._client._is_closed():
-            raise _ClientClosed
+        self._client._check_attempt()
         return _run_pipeline(db, *call)
-
-    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
-        return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
 
     async def reset(self) -> None:  # type: ignore[override]
         real, self._real, self._bound = self._real, None, None
@@ -662,9 +468,6 @@ class FailoverPipeline(Pipeline):
         finally:
             await self.reset()
 
-    def __repr__(self) -> str:
-        return f"FailoverPipeline(commands={len(self.command_stack)}, bound={self._bound!r})"
-
 
 # --- pubsub ---------------------------------------------------------------------------------
 
@@ -678,7 +481,7 @@ def _pubsub_pool(db: AsyncDatabase) -> Any:
     return client.connection_pool
 
 
-class FailoverPubSub(PubSub):
+class FailoverPubSub(PubSubMixin, PubSub):
     """A ``redis.asyncio`` PubSub that moves its subscriptions to the new database after a
     switch.
 
@@ -695,23 +498,16 @@ class FailoverPubSub(PubSub):
     """
 
     def __init__(self, provider: FailoverProvider, **kwargs: Any) -> None:
-        self._provider = provider
-        self._db: AsyncDatabase = provider._active.target
+        self._setup_following(provider)
         self._moving = False
-        self._closed = False
         super().__init__(_pubsub_pool(self._db), **kwargs)
-        ref = weakref.WeakMethod(self._on_switch)
+        self._start_following(self._on_switch)
 
-        async def listener(event: SwitchEvent) -> None:
-            method = ref()
-            if method is not None:
-                await method(event)
-
-        self._listener = listener
-        provider.add_switch_listener(listener)
+    def _is_moving(self) -> bool:
+        return self._moving
 
     async def _on_switch(self, event: SwitchEvent) -> None:
-        if self._provider._active.target is self._db:
+        if self._active_db() is self._db:
             return
         self._moving = True
         conn: Any = self.connection
@@ -725,7 +521,7 @@ class FailoverPubSub(PubSub):
     async def _follow(self) -> None:
         """Move to the active database if it changed."""
         async with self._lock:
-            target = self._provider._active.target
+            target = self._active_db()
             conn: Any = self.connection
             if target is self._db:
                 if self._moving and conn is not None:
@@ -747,25 +543,19 @@ class FailoverPubSub(PubSub):
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
                 await self.on_connect(None)  # type: ignore[arg-type]
 
-    def _must_follow(self) -> bool:
-        return self._moving or self._provider._active.target is not self._db
-
     # ----------------------------------------------------------------------- lifecycle
-
-    def _is_closed(self) -> bool:
-        return self._closed or self._provider._closed
 
     async def _check_open(self) -> None:
         if self._is_closed():
             if not self._closed:  # the provider was closed: release what is left
                 await self.aclose()
-            raise _closed_error("pubsub")
+            raise self._closed_pubsub_error()
 
     async def aclose(self) -> None:
         """Close the pubsub for good (see the class docstring). Idempotent."""
         if not self._closed:
             self._closed = True
-            self._provider.remove_switch_listener(self._listener)
+            self._stop_following()
         await super().aclose()  # type: ignore[no-untyped-call]
 
     async def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
@@ -781,7 +571,7 @@ class FailoverPubSub(PubSub):
     async def execute_command(self, *args: Any) -> None:
         await self._check_open()
         provider = self._provider
-        if not provider._initialized:
+        if not provider.initialized:
             await provider.initialize()
         if self._must_follow():
             await self._follow()
@@ -789,7 +579,7 @@ class FailoverPubSub(PubSub):
             await super().execute_command(*args)
         except Exception as exc:
             if self._is_closed():
-                raise _error_after_close(exc, "pubsub")  # noqa: B904 - the cause is set
+                raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
             raise
 
     async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
@@ -818,28 +608,23 @@ class FailoverPubSub(PubSub):
     async def _on_read_error(self, exc: Exception, conn: Any) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down."""
         if self._is_closed():
-            raise _error_after_close(exc, "pubsub")
-        provider = self._provider
-        if self._must_follow():
-            await self._follow()  # the switch closed our connection under the reader
-            return None
-        current: Any = self.connection
-        if current is not conn:
+            raise self._closed_error_after(exc)
+        action = self._read_error(exc, moved=self.connection is not conn)
+        if action is ReadError.IGNORE:
             return None  # moved meanwhile
-        if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        if action is ReadError.RAISE:
             raise exc
-        slot = provider._active
-        if await provider._run_probe_async(slot, exc):
-            if conn is not None and not conn.is_connected and not isinstance(
-                exc, RedisTimeoutError
-            ):
-                await self._reconnect_same(conn)  # a broken connection to a live database
-            return None
-        provider._after_probe_failed(slot, exc)
-        await provider._deliver_pending()
-        if provider._active.target is self._db:
-            raise exc  # nowhere to go: the caller sees the failure
-        await self._follow()
+        if action is ReadError.PROBE:
+            ordered = self._provider.ordered_provider
+            slot = self._state.slot
+            if await ordered.probe(slot, exc):
+                if self._reconnects_after(exc) and conn is not None and not conn.is_connected:
+                    await self._reconnect_same(conn)  # a broken connection to a live database
+                return None
+            await ordered.mark_unhealthy(slot, exc)
+            if self._stays_after_failed_probe():
+                raise exc  # nowhere to go: the caller sees the failure
+        await self._follow()  # a switch closed our connection under the reader, or we failed over
         return None
 
     async def _reconnect_same(self, conn: Any) -> None:

@@ -52,6 +52,7 @@ from faulttol.health import run_probes_async
 
 from .._clients import create_async_client
 from .._provider_base import _DatabaseBase, _deprecated, _RedisProviderBase
+from .._sealing import owned_pools, seal_async_pool
 from ..config import DatabaseConfig, MultiDbConfig
 
 __all__ = ["AsyncDatabase", "FailoverProvider"]
@@ -111,6 +112,19 @@ class AsyncDatabase(_DatabaseBase):
         """Close every client (and connection) of this database."""
         for c in self.clients():
             await _aclose_quietly(c, self.config.display_name)
+
+    async def seal(self) -> None:
+        """The provider closed: its standalone clients' pools refuse new connections (see
+        :mod:`faulttol_redis._sealing`). A cluster database's node connections are not
+        pooled this way in ``redis.asyncio``: ``aclose()`` of its client closes them, and the
+        closed checks keep new commands away from it."""
+        for client in self.clients():
+            for pool in owned_pools(client, cluster_nodes=False):
+                try:
+                    seal_async_pool(pool)
+                    await pool.disconnect()  # what connected while the provider was closing
+                except Exception:  # pragma: no cover - best effort on shutdown
+                    _log.debug("sealing a pool of %s failed", self, exc_info=True)
 
 
 class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[AsyncDatabase]]):
@@ -233,13 +247,17 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
     # ------------------------------------------------------------------------------- close
 
     async def aclose(self) -> None:
-        """Stop the health-check task and close every connection. Idempotent."""
+        """Stop the health-check task and close every connection (the pools are sealed: a
+        command still running reconnects nowhere). Idempotent."""
         if self._aclosed:
             return
         self._aclosed = True
         await self._ordered.aclose()
-        for db in self._all_databases():
+        databases = self._all_databases()
+        for db in databases:
             await db.aclose()
+        for db in databases:
+            await db.seal()
 
     async def close(self) -> None:
         """Alias of :meth:`aclose` (as in ``redis.asyncio``)."""
@@ -309,26 +327,3 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         db = self._ordered.slot(index).target
         await self.remove_database(index)
         return db
-
-    # --- temporary: what the clients read until they use the public seams ------------------
-
-    @property
-    def _active(self) -> Any:
-        return self._ordered.active_state.slot
-
-    @property
-    def _closed(self) -> bool:
-        return self._ordered.closed
-
-    async def _recover_async(self, fn: Any, args: Any, kwargs: Any, may_replay: Any,
-                             slot: Any, exc: Any) -> Any:
-        return await self._ordered.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
-
-    async def _run_probe_async(self, slot: Any, exc: Any) -> bool:
-        return await self._ordered.probe(slot, exc)
-
-    def _after_probe_failed(self, slot: Any, exc: Any) -> None:
-        self._ordered._core.mark_unhealthy(slot, exc)
-
-    async def _deliver_pending(self) -> None:
-        await self._ordered._deliver()

@@ -1,0 +1,350 @@
+"""What the sync and asyncio failover clients share, with no I/O.
+
+:class:`ClientMixin`, :class:`PipelineMixin` and :class:`PubSubMixin` hold the parts of
+``FailoverRedis``, ``FailoverPipeline`` and ``FailoverPubSub`` that are the same for
+``redis`` and ``redis.asyncio``: the closed checks and the errors a closed client raises, the
+redis-py members answered by the active database, the replay decisions, the WATCH binding
+check, and when a pubsub must follow a switch or what it does after a read error. The clients
+themselves (``faulttol_redis.client``, ``faulttol_redis.asyncio.client``) differ only where
+the I/O differs.
+
+The clients read the generic provider through its public seams only:
+``provider.ordered_provider.active_state`` (the gate of the inlined success path),
+``recover`` (the slow path), ``probe``/``mark_unhealthy`` (pubsub) and ``execute_with``
+(pipelines).
+"""
+
+from __future__ import annotations
+
+import enum
+import weakref
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from ._replay import command_may_replay, pipeline_may_replay
+from .errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
+
+__all__ = [
+    "CLOSED_GATE",
+    "NOT_STARTED_GATE",
+    "ClientMixin",
+    "PipelineMixin",
+    "PubSubMixin",
+    "ReadError",
+    "give_back",
+    "is_watch",
+]
+
+
+# --- the gate of the inlined success path ---------------------------------------------------
+
+
+class _DeadSlot:
+    """Stands in for the active slot when the success path must not run: never healthy."""
+
+    __slots__ = ()
+    healthy = False
+    breaker = None
+    target = None
+
+
+class _Gate:
+    """Looks like the provider's ``active_state`` (``.slot``, ``.closed``) to the success path
+    of ``execute_command``, which then falls through to the checks of the slow path."""
+
+    __slots__ = ("closed", "slot")
+
+    def __init__(self, closed: bool) -> None:
+        self.slot = _DeadSlot()
+        self.closed = closed
+
+
+CLOSED_GATE: Any = _Gate(closed=True)
+"""What a closed client's success path reads."""
+
+NOT_STARTED_GATE: Any = _Gate(closed=False)
+"""What an asyncio client reads until its provider has started up."""
+
+
+def give_back(breaker: Any) -> None:
+    """Return a permit taken for a call that the close broke (nothing is counted)."""
+    release = getattr(breaker, "release_permission", None)
+    if release is not None:
+        release()
+
+
+def is_watch(arg: Any) -> bool:
+    """Whether a command name (str or bytes) is WATCH."""
+    if isinstance(arg, bytes):
+        arg = arg.decode("ascii", "replace")
+    return isinstance(arg, str) and arg.upper() == "WATCH"
+
+
+def _weak_listener(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A switch listener that does not keep ``method``'s object alive (it returns what the
+    method returns: a coroutine for an asyncio pubsub, awaited by the provider)."""
+    ref = weakref.WeakMethod(method)
+
+    def listener(event: Any) -> Any:
+        bound = ref()
+        return None if bound is None else bound(event)
+
+    return listener
+
+
+# --- FailoverRedis -----------------------------------------------------------------------------
+
+
+class ClientMixin:
+    """The parts of both ``FailoverRedis`` classes that do no I/O."""
+
+    _provider: Any
+    _closed: bool
+    _owns_provider: bool
+    _gate: Any
+
+    def _setup(self, provider: Any, started: bool) -> None:
+        """The fields both clients set in ``__init__`` (they call no ``super().__init__``:
+        no pool of their own). ``started``: the provider's startup has run (the asyncio
+        provider starts lazily; until then the success path reads ``NOT_STARTED_GATE``)."""
+        self._provider = provider
+        self._ordered = provider.ordered_provider
+        # What the success path reads: the provider's active state, CLOSED_GATE once closed.
+        self._gate = self._ordered.active_state if started else NOT_STARTED_GATE
+        self._now = provider.clock.monotonic
+        self._replay_ambiguous = provider.config.retry_ambiguous_writes
+        self._closed = False
+        self._owns_provider = True
+        self._pubsubs: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._watching: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Read by redis-py code that expects a redis.Redis: this client holds no connection.
+        self.connection = None
+        self.single_connection_client = False
+        self.auto_close_connection_pool = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> NoReturn:
+        """Not supported: a failover client needs several databases and a failover config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_url() is not supported: a failover client is built from "
+            "several databases, e.g. FailoverRedis.from_config(MultiDbConfig("
+            "[DatabaseConfig(url=...), DatabaseConfig(url=...)]))"
+        )
+
+    @classmethod
+    def from_pool(cls, connection_pool: Any) -> NoReturn:
+        """Not supported: each database's client owns its pool, made from its config."""
+        raise NotImplementedError(
+            "FailoverRedis.from_pool() is not supported: each database's client makes its "
+            "own pool from its DatabaseConfig (pool options go in client_kwargs); build the "
+            "client with FailoverRedis.from_config(MultiDbConfig([...]))"
+        )
+
+    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
+        return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client, or its provider, is closed (every call then raises
+        :class:`~faulttol_redis.ClientClosedError`)."""
+        return self._is_closed()
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider.closed
+
+    def _closed_error(self, cause: BaseException | None = None) -> ClientClosedError:
+        if not self._closed and self._provider.closed:
+            return _closed_error("client (its FailoverProvider was closed)", cause)
+        return _closed_error("client", cause)
+
+    def _after_close(self, exc: BaseException) -> BaseException:
+        """What a call broken by the close raises (see ``errors._error_after_close``)."""
+        error = _error_after_close(exc, "client")
+        if error is exc or not isinstance(error, ClientClosedError):
+            return error
+        return self._closed_error(exc)
+
+    def _check_open(self) -> None:
+        if self._is_closed():
+            raise self._closed_error()
+
+    def _check_attempt(self) -> None:
+        """One attempt of the slow path: stop it at once if the client closed meanwhile."""
+        if self._is_closed():
+            raise _ClientClosed
+
+    def _child(self) -> Any:
+        """Another client on the same provider that does not own it (see ``client()``)."""
+        self._check_open()
+        child = type(self)(self._provider)  # type: ignore[call-arg]
+        child._owns_provider = False
+        return child
+
+    # --- what redis-py's helpers read from a client: answered by the active database --------
+
+    def get_encoder(self) -> Any:
+        """The active database's encoder."""
+        return self._provider.client().get_encoder()
+
+    def get_connection_kwargs(self) -> Any:
+        """The active database's connection arguments."""
+        return self._provider.client().get_connection_kwargs()
+
+    def _database_clients(self) -> list[Any]:
+        provider = self._provider
+        return [provider.client(i) for i in range(1, len(provider) + 1)]
+
+    def set_response_callback(self, command: str, callback: Any) -> None:
+        """Set a response callback on every database's client."""
+        for client in self._database_clients():
+            client.set_response_callback(command, callback)
+
+    def get_retry(self) -> Any:
+        """The active database client's redis-py ``Retry``: no retries unless
+        ``client_kwargs`` sets one. The failover retry is ``client.provider.retry``."""
+        client: Any = self._provider.client()
+        get_retry = getattr(client, "get_retry", None)
+        return get_retry() if get_retry is not None else getattr(client, "retry", None)
+
+    def set_retry(self, retry: Any) -> NoReturn:
+        """Refused: the failover retry (``MultiDbConfig(retry=...)``) is the only one."""
+        raise NotImplementedError(
+            "FailoverRedis.set_retry() is not supported: the failover retry is the only one; "
+            "configure it with MultiDbConfig(retry=RetryConfig(...)) (a database's own "
+            "redis-py retry, if you really want one, goes in DatabaseConfig(client_kwargs="
+            "{'retry': ...}))"
+        )
+
+    # HIMPORT fieldsets (redis-py 8.1+) live in each client's registry: declared on every
+    # database, so that HIMPORT SET keeps working after a switch.
+
+    def _himport_methods(self, name: str) -> list[Callable[..., Any]]:
+        methods = []
+        for client in self._database_clients():
+            method = getattr(client, name, None)
+            if method is None:
+                raise NotImplementedError(
+                    f"{name}() needs a redis-py with HIMPORT support on every database's "
+                    f"client ({type(client).__name__} has none)"
+                )
+            methods.append(method)
+        return methods
+
+    @property
+    def himport_registry(self) -> Any:
+        """The active database client's HIMPORT fieldset registry (every database's client
+        has the same fieldsets)."""
+        return self._provider.client().himport_registry
+
+    def __repr__(self) -> str:
+        provider = getattr(self, "_provider", None)
+        return f"FailoverRedis({provider!r})"
+
+
+# --- FailoverPipeline --------------------------------------------------------------------------
+
+
+class PipelineMixin:
+    """The parts of both ``FailoverPipeline`` classes that do no I/O."""
+
+    _client: Any
+    _bound: Any
+    command_stack: list[Any]
+
+    def _check_still_bound(self) -> None:
+        """A WATCHed transaction never commits on a database other than its WATCH's."""
+        if self._client._ordered.active_state.slot.target is not self._bound:
+            raise WatchError("the active database changed after WATCH")
+
+    def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
+        return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)
+
+    def __repr__(self) -> str:
+        return f"FailoverPipeline(commands={len(self.command_stack)}, bound={self._bound!r})"
+
+
+# --- FailoverPubSub ----------------------------------------------------------------------------
+
+
+class ReadError(enum.Enum):
+    """What a pubsub does after a read failed (see :meth:`PubSubMixin._read_error`)."""
+
+    FOLLOW = "follow"
+    """A switch closed the connection under the reader: move to the active database."""
+    IGNORE = "ignore"
+    """The pubsub moved (or reconnected) meanwhile: nothing to do."""
+    RAISE = "raise"
+    """Not a connection failure: the caller sees it."""
+    PROBE = "probe"
+    """A connection failure: probe the active database, then :meth:`_after_probe`."""
+
+
+class PubSubMixin:
+    """The parts of both ``FailoverPubSub`` classes that do no I/O: following the active
+    database and deciding what a read error means."""
+
+    _provider: Any
+    _closed: bool
+
+    def _setup_following(self, provider: Any) -> None:
+        """The fields (before redis-py's ``__init__``): on the active database, open."""
+        self._provider = provider
+        self._state = provider.ordered_provider.active_state
+        self._db: Any = self._state.slot.target
+        self._closed = False
+
+    def _start_following(self, on_switch: Callable[[Any], Any]) -> None:
+        """Register ``on_switch`` (held weakly) as a switch listener."""
+        self._listener = _weak_listener(on_switch)
+        self._provider.add_switch_listener(self._listener)
+
+    def _active_db(self) -> Any:
+        return self._state.slot.target
+
+    def _is_moving(self) -> bool:
+        raise NotImplementedError
+
+    def _must_follow(self) -> bool:
+        return self._is_moving() or self._state.slot.target is not self._db
+
+    def _is_closed(self) -> bool:
+        return self._closed or self._provider.closed
+
+    def _stop_following(self) -> None:
+        self._provider.remove_switch_listener(self._listener)
+
+    def _read_error(self, exc: BaseException, *, moved: bool = False) -> ReadError:
+        """What a failed read means, the closed case aside (checked first by the caller);
+        ``moved``: the pubsub's connection changed since the read began."""
+        if self._must_follow():
+            return ReadError.FOLLOW
+        if moved:
+            return ReadError.IGNORE
+        if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            return ReadError.RAISE
+        return ReadError.PROBE
+
+    @staticmethod
+    def _reconnects_after(exc: BaseException) -> bool:
+        """After a passing probe: a broken connection to a live database is reconnected (a
+        timeout leaves the connection as it is)."""
+        return not isinstance(exc, RedisTimeoutError)
+
+    def _stays_after_failed_probe(self) -> bool:
+        """After a failed probe (the provider marked the database down and failed over if it
+        could): whether there is nowhere to go (then the caller sees the failure)."""
+        return self._state.slot.target is self._db
+
+    @staticmethod
+    def _closed_error_after(exc: BaseException) -> BaseException:
+        return _error_after_close(exc, "pubsub")
+
+    @staticmethod
+    def _closed_pubsub_error() -> ClientClosedError:
+        return _closed_error("pubsub")
