@@ -178,15 +178,25 @@ class _WorkItem:
         self.kwargs = kwargs
         self.context = contextvars.copy_context()
 
-    def run(self) -> None:
+    def execute(self) -> tuple[bool, Any] | None:
+        """Run the call: ``(True, result)``, ``(False, exception)``, or ``None`` when it was
+        cancelled while queued. The future is settled later, by :meth:`settle`."""
         if not self.future.set_running_or_notify_cancel():
-            return  # cancelled while queued
+            return None
         try:
-            result = self.context.run(self.fn, *self.args, **self.kwargs)
+            return True, self.context.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
-            self.future.set_exception(exc)
+            return False, exc
+
+    def settle(self, outcome: tuple[bool, Any] | None) -> None:
+        """Hand the outcome of :meth:`execute` to the future (wakes whoever waits on it)."""
+        if outcome is None:
+            return
+        ok, value = outcome
+        if ok:
+            self.future.set_result(value)
         else:
-            self.future.set_result(result)
+            self.future.set_exception(value)
 
 
 class _Worker:
@@ -418,23 +428,38 @@ class ThreadPoolBulkhead(Executor):
 
     def _work(self, worker: _Worker, item: _WorkItem | None) -> None:
         while item is not None:
-            item.run()
-            item = None
+            outcome = item.execute()
+            # Take the next queued call, or become idle, *before* settling the future: whoever
+            # waits on it and submits again then finds this thread idle (and reuses it).
+            queued, idle = self._after_call(worker)
+            item.settle(outcome)
+            del outcome
             if self._observed:
                 self._emit(BulkheadOnCallFinishedEvent)
-            item = self._next(worker)
+            if queued is not None:
+                item = queued
+            elif idle:
+                item = self._wait_idle(worker)
+            else:
+                item = None
 
-    def _next(self, worker: _Worker) -> _WorkItem | None:
-        """The worker's next call, waiting idle for one; ``None`` when the thread must end."""
+    def _after_call(self, worker: _Worker) -> tuple[_WorkItem | None, bool]:
+        """``(next queued call, False)``; else ``(None, True)`` with the worker registered
+        idle; else ``(None, False)``: the pool is closed and the worker has left it."""
         with self._lock:
             if self._queue:
-                return self._queue.popleft()
+                return self._queue.popleft(), False
             if self._closed:
                 self._workers.discard(worker)
-                return None
+                return None, False
             worker.wakeup.clear()  # (worker.task is None: a handed-over task is always taken)
             worker.idle_since = self._clock.monotonic()
             self._idle.append(worker)
+            return None, True
+
+    def _wait_idle(self, worker: _Worker) -> _WorkItem | None:
+        """Wait (registered idle) for a call handed over by ``submit``; ``None`` when the
+        thread must end (the pool closed, or an extra thread's keep-alive passed)."""
         config = self._config
         keep_alive = config.keep_alive_duration
         while True:
