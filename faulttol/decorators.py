@@ -28,6 +28,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from ._breaker_protocol import as_breaker
 from .breaker import CircuitBreaker
 from .bulkhead import Bulkhead, ThreadPoolBulkhead
+from .chaos import ChaosStrategy
 from .fallback import Fallback
 from .hedge import Hedge
 from .ratelimiter import RateLimiter
@@ -135,6 +136,15 @@ class Decorators(Generic[P, R]):
                 f"with_rate_limiter expects a faulttol RateLimiter, got {rate_limiter!r}"
             )
         return Decorators(rate_limiter.decorate(self._fn), self._original)
+
+    def with_chaos(self, strategy: ChaosStrategy) -> Decorators[P, R]:
+        """Inject ``strategy``'s chaos (a :class:`~faulttol.chaos.ChaosFault`,
+        ``ChaosLatency``, ``ChaosOutcome`` or ``ChaosBehavior``) around what was built so
+        far. Added first, it plays a failing dependency that the layers added after it must
+        handle (rehearse breaker, retry and fallback); added last, it hits the caller."""
+        if not isinstance(strategy, ChaosStrategy):
+            raise TypeError(f"with_chaos expects a faulttol.chaos strategy, got {strategy!r}")
+        return Decorators(strategy.decorate(self._fn), self._original)
 
     def decorate(self) -> Callable[P, R]:
         """The composed callable, with ``fn``'s signature."""
