@@ -21,10 +21,10 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from faulttol import (
+    Bulkhead,
     CallNotPermittedError,
     CircuitBreaker,
     CircuitBreakerConfig,
-    Bulkhead,
     Hedge,
     OrderedProvider,
     Retry,
