@@ -629,3 +629,51 @@ def test_registry_gets_or_creates_by_name_with_named_configs() -> None:
     assert BulkheadRegistry(BulkheadConfig(max_concurrent_calls=7)).bulkhead("a").config == (
         BulkheadConfig(max_concurrent_calls=7)
     )
+
+
+# --- metrics export -------------------------------------------------------------------------------
+
+
+def test_exported_to_prometheus_under_resilience4js_names() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from faulttol.metrics.prometheus import PrometheusExporter
+
+    registry = CollectorRegistry()
+    exporter = PrometheusExporter(registry)
+    bulkhead = Bulkhead("inventory", BulkheadConfig(max_concurrent_calls=4))
+    assert exporter.register_bulkhead(bulkhead) is exporter
+    exporter.register_bulkhead(bulkhead)  # the same object again: a no-op
+    with pytest.raises(ValueError, match="already registered"):
+        exporter.register_bulkhead(Bulkhead("inventory"))
+    bulkhead.acquire_permission()
+    labels = {"name": "inventory"}
+    available = "resilience4j_bulkhead_available_concurrent_calls"
+    assert registry.get_sample_value(available, labels) == 3.0
+    assert registry.get_sample_value(
+        "resilience4j_bulkhead_max_allowed_concurrent_calls", labels) == 4.0
+    bulkhead.release_permission()
+    assert registry.get_sample_value(available, labels) == 4.0
+
+
+def test_exported_to_opentelemetry_under_resilience4js_names() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from faulttol.metrics.opentelemetry import OpenTelemetryExporter
+
+    reader = InMemoryMetricReader()
+    exporter = OpenTelemetryExporter(MeterProvider(metric_readers=[reader]))
+    bulkhead = Bulkhead("inventory", BulkheadConfig(max_concurrent_calls=4))
+    exporter.register_bulkhead(bulkhead, name="inv")
+    bulkhead.acquire_permission()
+    data = reader.get_metrics_data()
+    assert data is not None
+    values = {
+        m.name: [(dict(p.attributes or {}), p.value) for p in m.data.data_points]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert values["resilience4j.bulkhead.available.concurrent.calls"] == [({"name": "inv"}, 3)]
+    assert values["resilience4j.bulkhead.max.allowed.concurrent.calls"] == [({"name": "inv"}, 4)]

@@ -406,3 +406,40 @@ def test_events_permitted_rejected_and_finished(pools: list[ThreadPoolBulkhead])
     ]
     assert all(e.name == "p" and e.created_at == 3.0 for e in seen)
     assert "queue_capacity=0" in repr(pool.metrics) and "'p'" in repr(pool)
+
+
+# --- metrics export -------------------------------------------------------------------------------
+
+
+def test_exported_to_prometheus_under_resilience4js_names(pools: list[ThreadPoolBulkhead]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from faulttol.metrics.prometheus import PrometheusExporter
+
+    pool = ThreadPoolBulkhead(
+        "work",
+        ThreadPoolBulkheadConfig(max_thread_pool_size=2, core_thread_pool_size=1, queue_capacity=3),
+    )
+    pools.append(pool)
+    registry = CollectorRegistry()
+    PrometheusExporter(registry).register_bulkhead(pool)
+    blockers = Blockers()
+    futures = [pool.submit(blockers) for _ in range(2)]  # one runs, one waits in the queue
+    blockers.wait_started(1)
+
+    def value(metric: str) -> float | None:
+        return registry.get_sample_value(f"resilience4j_thread_pool_bulkhead_{metric}",
+                                         {"name": "work"})
+
+    assert value("queue_depth") == 1.0
+    assert value("queue_capacity") == 3.0
+    assert value("thread_pool_size") == 1.0
+    assert value("core_thread_pool_size") == 1.0
+    assert value("max_thread_pool_size") == 2.0
+    blockers.release.set()
+    for f in futures:
+        f.result(WAIT)
+    assert value("queue_depth") == 0.0
+    # A Bulkhead's metrics are not mixed in.
+    assert registry.get_sample_value("resilience4j_bulkhead_available_concurrent_calls",
+                                     {"name": "work"}) is None

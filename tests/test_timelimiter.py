@@ -477,3 +477,37 @@ def test_events_carry_the_clock_time() -> None:
     assert [type(e) for e in seen] == [TimeLimiterOnSuccessEvent]
     assert seen[0].name == "t" and seen[0].created_at == 7.0
     assert TimeLimiterOnTimeoutEvent("t").name == "t"
+
+
+def test_calls_by_kind_are_exported_from_registration_on(pool: ThreadPoolBulkhead) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from faulttol.metrics.prometheus import PrometheusExporter
+
+    clock = FakeClock()
+    limiter = TimeLimiter("search", clock=clock, executor=pool)
+    limiter.call(lambda: "before registration")
+    registry = CollectorRegistry()
+    exporter = PrometheusExporter(registry).register_time_limiter(limiter)
+    with pytest.raises(ValueError, match="already registered"):
+        exporter.register_time_limiter(TimeLimiter("search"))
+
+    def boom() -> None:
+        raise KeyError("k")
+
+    def slow() -> None:
+        clock.sleep(2)
+
+    limiter.call(lambda: "ok")
+    limiter.call(lambda: "ok")
+    with pytest.raises(KeyError):
+        limiter.call(boom)
+    with pytest.raises(TimeLimitExceededError):
+        limiter.call(slow)
+
+    def value(kind: str) -> float | None:
+        return registry.get_sample_value("resilience4j_timelimiter_calls_total",
+                                         {"name": "search", "kind": kind})
+
+    assert (value("successful"), value("failed"), value("timeout")) == (2.0, 1.0, 1.0)
+    assert counts(limiter) == (3, 1, 1)  # the limiter's own counts start at its creation
