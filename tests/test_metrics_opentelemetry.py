@@ -27,6 +27,7 @@ from faulttol import (
     CircuitBreakerConfig,
     Hedge,
     OrderedProvider,
+    RateLimiter,
     Retry,
     RetryConfig,
     State,
@@ -132,6 +133,8 @@ def test_instruments_have_the_documented_names_kinds_and_units() -> None:
     exporter.register_retry(Retry("r", clock=FakeClock()))
     provider = OrderedProvider(["x", "y"], clock=FakeClock(), name="p")
     exporter.register_provider(provider)
+    provider.set_active_index(2)  # failovers by (from, to, reason) report from the first one
+    exporter.register_rate_limiter(RateLimiter("rl", clock=FakeClock()))
     exporter.register_hedge(Hedge("h", clock=FakeClock()))
     exporter.register_bulkhead(Bulkhead("bh", clock=FakeClock()))
     exporter.register_bulkhead(ThreadPoolBulkhead("pool", clock=FakeClock()))  # no threads yet
@@ -139,7 +142,8 @@ def test_instruments_have_the_documented_names_kinds_and_units() -> None:
     c = Collected(reader)
     assert c.scopes == {METER_NAME}
     for spec in METRICS:
-        assert re.fullmatch(r"(faulttol|resilience4j)\.[a-z_.]+", spec.otel_name)
+        # redis.client.geofailover.failovers: redis-py's name for its multi-database switches
+        assert re.fullmatch(r"(faulttol|resilience4j|redis\.client)\.[a-z_.]+", spec.otel_name)
         metric = c.metrics[spec.otel_name]
         assert metric.unit == spec.unit
         assert metric.description == spec.description
@@ -355,6 +359,56 @@ def test_register_methods_chain() -> None:
     assert exporter.register_circuit_breaker(breaker).register_retry(Retry("r")) is exporter
     with pytest.raises(ValueError, match="'b'"):
         exporter.register_circuit_breaker(CircuitBreaker("b"))
+
+
+# --- provider failovers and rate limiters -----------------------------------------------------
+
+
+def test_provider_switches_are_counted_as_redis_py_geofailover_failovers() -> None:
+    clock = FakeClock()
+    targets = [Target("t1"), Target("t2"), Target("t3")]
+    provider = OrderedProvider(targets, health_check=lambda t: t.up, clock=clock, name="geo",
+                               start_health_checks=False)
+    reader, exporter = fresh()
+    exporter.register_provider(provider)
+    assert Collected(reader).points("redis.client.geofailover.failovers") == {}
+    targets[0].up = False
+    provider.run_health_checks()  # 1 -> 2, HEALTH_CHECK
+    provider.set_active_index(3)  # 2 -> 3, MANUAL
+    provider.set_active_index(2)  # 3 -> 2, MANUAL
+    provider.set_active_index(3)  # 2 -> 3, MANUAL again
+    c = Collected(reader)
+    metric = c.metrics["redis.client.geofailover.failovers"]
+    assert isinstance(metric.data, Sum) and metric.data.is_monotonic
+    assert metric.unit == "{geofailover}"
+    assert c.points("redis.client.geofailover.failovers") == {
+        (("fail_from", 1), ("fail_to", 2), ("provider", "geo"), ("reason", "health_check")): 1,
+        (("fail_from", 2), ("fail_to", 3), ("provider", "geo"), ("reason", "manual")): 2,
+        (("fail_from", 3), ("fail_to", 2), ("provider", "geo"), ("reason", "manual")): 1,
+    }
+    # the same switches as the switch counter by reason
+    assert c.by("faulttol.provider.switches", "reason", provider="geo") == {
+        "circuit_breaker": 0, "health_check": 1, "failback": 0, "manual": 3}
+
+
+def test_rate_limiters_are_exported_with_resilience4j_names() -> None:
+    from faulttol import RateLimiterConfig
+
+    clock = FakeClock()
+    limiter = RateLimiter("api", RateLimiterConfig(limit_for_period=5, limit_refresh_period=1.0,
+                                                   timeout_duration=10.0), clock=clock)
+    reader, exporter = fresh()
+    assert exporter.register_rate_limiter(limiter) is exporter
+    c = Collected(reader)
+    assert c.value("resilience4j.ratelimiter.available.permissions", name="api") == 5
+    assert c.value("resilience4j.ratelimiter.waiting_threads", name="api") == 0
+    for _ in range(7):
+        limiter.reserve_permission()
+    c = Collected(reader)
+    assert c.value("resilience4j.ratelimiter.available.permissions", name="api") == -2
+    assert isinstance(c.metrics["resilience4j.ratelimiter.waiting_threads"].data, Gauge)
+    with pytest.raises(ValueError, match="'api'"):
+        exporter.register_rate_limiter(RateLimiter("api"))
 
 
 # --- docs ------------------------------------------------------------------------------------

@@ -734,3 +734,22 @@ def test_pybreaker_targets_export_their_state_only() -> None:
                    for k in s.series("faulttol_circuit_breaker_calls_total"))
     assert not any(dict(k).get("provider") == "legacy"
                    for k in s.series("faulttol_circuit_breaker_failure_rate_percent"))
+
+
+def test_provider_failovers_and_rate_limiters_in_a_scrape() -> None:
+    from faulttol import RateLimiter, RateLimiterConfig
+
+    clock = FakeClock()
+    provider = OrderedProvider(["a", "b"], clock=clock, name="geo", start_health_checks=False)
+    limiter = RateLimiter("api", RateLimiterConfig(limit_for_period=3, limit_refresh_period=1.0),
+                          clock=clock)
+    registry, exporter = fresh()
+    exporter.register_provider(provider).register_rate_limiter(limiter)
+    provider.set_active_index(2)
+    limiter.acquire_permission()
+    scrape = Scrape(registry)
+    assert scrape.types["faulttol_provider_failovers_total"] == "counter"
+    assert scrape.series("faulttol_provider_failovers_total") == {
+        (("fail_from", "1"), ("fail_to", "2"), ("provider", "geo"), ("reason", "manual")): 1.0}
+    assert scrape.value("resilience4j_ratelimiter_available_permissions", name="api") == 2.0
+    assert scrape.value("resilience4j_ratelimiter_waiting_threads", name="api") == 0.0

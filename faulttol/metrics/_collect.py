@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..breaker import CircuitBreaker, State
 from ..bulkhead import Bulkhead, ThreadPoolBulkhead
 from ..hedge import Hedge
+from ..ratelimiter import RateLimiter
 from ..retry import Retry
 from ..timelimiter import TimeLimiter
 from ._counting import ProviderLike, _BreakerCounts, _HedgeCounts, _RetryCounts, _SwitchCounts
@@ -28,6 +29,7 @@ from ._spec import (
     MetricSpec,
     Point,
     ProviderSample,
+    RateLimiterSample,
     RetrySample,
     Source,
     TargetSample,
@@ -150,6 +152,7 @@ class MetricsCollector:
         self._thread_pool_bulkheads: dict[str, ThreadPoolBulkhead] = {}
         # A limiter's own cumulative counts at registration: exported counts start there.
         self._time_limiters: dict[str, tuple[TimeLimiter, tuple[int, int, int]]] = {}
+        self._rate_limiters: dict[str, RateLimiter] = {}
 
     def register_circuit_breaker(self, breaker: CircuitBreaker, *, name: str | None = None) -> None:
         """Export ``breaker`` with the label ``name`` (default: ``breaker.name``)."""
@@ -225,6 +228,16 @@ class MetricsCollector:
                 return
             self._time_limiters[label] = (time_limiter, _time_limiter_counts(time_limiter))
 
+    def register_rate_limiter(self, rate_limiter: RateLimiter, *, name: str | None = None) -> None:
+        """Export ``rate_limiter`` with the label ``name`` (default: ``rate_limiter.name``)."""
+        label = rate_limiter.name if name is None else name
+        with self._lock:
+            existing = self._rate_limiters.get(label)
+            if existing is not None:
+                _check_same("rate limiter", label, existing, rate_limiter)
+                return
+            self._rate_limiters[label] = rate_limiter
+
     # -- reading -----------------------------------------------------------------------------
 
     def breaker_samples(self) -> list[BreakerSample]:
@@ -280,6 +293,7 @@ class MetricsCollector:
                     int(p.provider.active_index),
                     p.switches.read(),
                     targets,
+                    p.switches.read_failovers(),
                 )
             )
         return out
@@ -335,8 +349,23 @@ class MetricsCollector:
             for n, (t, base) in limiters
         ]
 
+    def rate_limiter_samples(self) -> list[RateLimiterSample]:
+        """Every registered :class:`~faulttol.RateLimiter`, read now."""
+        with self._lock:
+            limiters = list(self._rate_limiters.items())
+        return [
+            RateLimiterSample(
+                {"name": n},
+                r.metrics.available_permissions,
+                r.metrics.number_of_waiting_threads,
+            )
+            for n, r in limiters
+        ]
+
     def samples(self, source: Source) -> list[Any]:
         """The current samples of one source."""
+        if source is Source.RATE_LIMITER:
+            return self.rate_limiter_samples()
         if source is Source.BULKHEAD:
             return self.bulkhead_samples()
         if source is Source.THREAD_POOL_BULKHEAD:
@@ -414,6 +443,13 @@ class MetricsExporter:
     ) -> _X:
         """Export ``time_limiter`` (labelled ``name``, default its name); returns self."""
         self._collector.register_time_limiter(time_limiter, name=name)
+        return self
+
+    def register_rate_limiter(
+        self: _X, rate_limiter: RateLimiter, *, name: str | None = None
+    ) -> _X:
+        """Export ``rate_limiter`` (labelled ``name``, default its name); returns self."""
+        self._collector.register_rate_limiter(rate_limiter, name=name)
         return self
 
     def register_provider(self: _X, provider: ProviderLike, *, name: str | None = None) -> _X:

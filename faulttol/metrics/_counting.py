@@ -135,22 +135,31 @@ class _RetryCounts:
 
 
 class _SwitchCounts:
-    """Cumulative switches of one provider by reason, fed by a switch listener."""
+    """Cumulative switches of one provider, fed by a switch listener: by reason, and by
+    (index left, index entered, reason)."""
 
-    __slots__ = ("_counts", "_lock")
+    __slots__ = ("_counts", "_lock", "_pairs")
 
     def __init__(self, provider: ProviderLike) -> None:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(_REASONS, 0)
+        self._pairs: dict[tuple[int, int, SwitchReason], int] = {}
         provider.add_switch_listener(self._on_switch)
 
     def _on_switch(self, event: SwitchEvent) -> None:
+        key = (event.previous_index, event.index, event.reason)
         with self._lock:
             self._counts[event.reason] = self._counts.get(event.reason, 0) + 1
+            self._pairs[key] = self._pairs.get(key, 0) + 1
 
     def read(self) -> dict[SwitchReason, int]:
         with self._lock:
             return dict(self._counts)
+
+    def read_failovers(self) -> dict[tuple[int, int, SwitchReason], int]:
+        """Switches by (index left, index entered, reason)."""
+        with self._lock:
+            return dict(self._pairs)
 
 
 class _HedgeCounts:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..breaker import State
@@ -43,6 +43,7 @@ __all__ = [
     "MetricSpec",
     "Point",
     "ProviderSample",
+    "RateLimiterSample",
     "RetrySample",
     "Source",
     "TargetSample",
@@ -126,6 +127,17 @@ class ProviderSample:
     active_index: int
     switches: dict[SwitchReason, int]
     targets: tuple[TargetSample, ...]
+    failovers: dict[tuple[int, int, SwitchReason], int] = field(default_factory=dict)
+    """Switches by (index left, index entered, reason): the same switches as ``switches``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterSample:
+    """One :class:`~faulttol.RateLimiter` at collection time."""
+
+    labels: Labels
+    available_permissions: int
+    number_of_waiting_threads: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +190,7 @@ class Source(enum.Enum):
     BULKHEAD = "bulkhead"
     THREAD_POOL_BULKHEAD = "thread_pool_bulkhead"
     TIME_LIMITER = "time_limiter"
+    RATE_LIMITER = "rate_limiter"
 
 
 class MetricKind(enum.Enum):
@@ -267,6 +280,17 @@ def _read_retry_calls(s: RetrySample) -> Iterator[Point]:
 def _read_switches(s: ProviderSample) -> Iterator[Point]:
     for reason in _REASONS:
         yield _with(s.labels, "reason", switch_reason_label(reason)), float(s.switches[reason])
+
+
+def _read_failovers(s: ProviderSample) -> Iterator[Point]:
+    for (fail_from, fail_to, reason), n in sorted(
+        s.failovers.items(), key=lambda item: (item[0][0], item[0][1], item[0][2].value)
+    ):
+        labels: Labels = dict(s.labels)
+        labels["fail_from"] = fail_from
+        labels["fail_to"] = fail_to
+        labels["reason"] = switch_reason_label(reason)
+        yield labels, float(n)
 
 
 def _read_active_index(s: ProviderSample) -> Iterator[Point]:
@@ -442,6 +466,19 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         Source.PROVIDER,
         _read_switches,
     ),
+    # redis-py's OpenTelemetry name for its multi-database client's switches, so a
+    # dashboard built for redis-py's MultiDBClient shows faulttol's providers too.
+    MetricSpec(
+        "faulttol_provider_failovers_total",
+        "redis.client.geofailover.failovers",
+        MetricKind.COUNTER,
+        "{geofailover}",
+        (*_P, "fail_from", "fail_to", "reason"),
+        "Switches of the active target, by the 1-based indices left (fail_from) and entered "
+        "(fail_to) and the reason; a series appears with the first switch of its kind.",
+        Source.PROVIDER,
+        _read_failovers,
+    ),
     MetricSpec(
         "faulttol_provider_active_index",
         "faulttol.provider.active_index",
@@ -585,6 +622,25 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         Source.TIME_LIMITER,
         _read_time_limiter_calls,
     ),
+    MetricSpec(
+        "resilience4j_ratelimiter_available_permissions",
+        "resilience4j.ratelimiter.available.permissions",
+        MetricKind.GAUGE,
+        "{permission}",
+        _B,
+        "Permissions left in the rate limiter's current cycle; negative while permissions of "
+        "later cycles are reserved by waiting callers.",
+        Source.RATE_LIMITER,
+        _sample_field("available_permissions"),
+    ),
+    MetricSpec(
+        "resilience4j_ratelimiter_waiting_threads",
+        "resilience4j.ratelimiter.waiting_threads",
+        MetricKind.GAUGE,
+        "{thread}",
+        _B,
+        "Callers (threads and asyncio tasks) waiting for a reserved permission.",
+        Source.RATE_LIMITER,
+        _sample_field("number_of_waiting_threads"),
+    ),
 )
-
-
