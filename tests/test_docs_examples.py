@@ -45,6 +45,8 @@ DOC_PAGES = (
     "retry.md",
     "fallback-and-decorators.md",
     "hedge.md",
+    "ratelimiter.md",
+    "chaos.md",
     "registry.md",
     "provider.md",
     "failover-client.md",
@@ -179,7 +181,17 @@ def test_concepts_has_both_state_diagrams() -> None:
     assert "+--------" in text, "the plain-text diagram is missing"
 
 
-@pytest.mark.parametrize("module_name", ["faulttol", "faulttol_redis", "faulttol.events"])
+@pytest.mark.parametrize(
+    "module_name",
+    [
+        "faulttol",
+        "faulttol_redis",
+        "faulttol.events",
+        "faulttol.ratelimiter",
+        "faulttol.chaos",
+        "faulttol_redis.chaos",
+    ],
+)
 def test_every_public_name_is_documented(module_name: str) -> None:
     text = "".join((DOCS / page).read_text(encoding="utf-8") for page in DOC_PAGES)
     module = importlib.import_module(module_name)
