@@ -63,24 +63,10 @@ class AsyncOrderedProvider(ProviderBase[T]):
     """
 
     _monitor: AsyncHealthMonitor | None = None
+    _monitor_class = AsyncHealthMonitor
     _delivery: asyncio.Task[None] | None = None
     _start_pending = False
     """The monitor must start, but no loop was running: the next coroutine call starts it."""
-
-    def _install_monitor(self) -> None:
-        core = self._core
-        self._monitor = AsyncHealthMonitor(
-            lambda: len(core.slots),
-            self._check_index,
-            interval=self._config.health_check_interval,
-            on_change=self._on_health_change,
-            clock=self._clock,
-            name=f"{self.name}-health",
-            on_round_end=self._failback,
-        )
-        core.monitor = self._monitor
-        if self._autostart:
-            self._ensure_monitor()
 
     def start_health_checks(self) -> None:
         """Start the health-check task (on the running loop; without one, on the next
@@ -172,18 +158,7 @@ class AsyncOrderedProvider(ProviderBase[T]):
 
     async def _drive(self, op: Op[R]) -> R:
         """Run an operation of the core, awaiting its I/O requests in this task."""
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                request = op.send(value) if error is None else op.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            value = error = None
-            try:
-                value = await self._perform(request)
-            except BaseException as e:
-                error = e
+        return await ops.drive_async(op, self._perform)
 
     async def _perform(self, request: IO) -> Any:
         kind = request.kind

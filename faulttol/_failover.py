@@ -4,8 +4,8 @@
 breaker, weight, last known health), the active slot, the provider's lock, the "no target is
 eligible since" time and the ordered queue of switch events — and makes every decision:
 eligibility and ranking, failover, manual switches, failback, health recording with the epochs
-that make forced switches stick, live changes, and the next step of a call whose first attempt
-failed (:meth:`FailoverCore.next_step` over an :class:`Attempt`).
+that make forced switches stick, and live changes. The next step of a call whose first attempt
+failed is decided by ``faulttol._failover_steps.next_step`` over this core.
 
 It never calls a target, sleeps, probes or runs a switch listener: it returns slots, steps and
 events, and the two providers built on it by composition (:class:`faulttol.OrderedProvider`
@@ -21,7 +21,6 @@ a manual switch, a health check...) in ``faulttol._failover_ops``.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections import deque
@@ -37,10 +36,9 @@ from ._failover_types import (
 )
 from ._provider_config import FailoverStrategy, ProviderConfig
 from ._state import State
-from .breaker import CallNotPermittedError
 from .retry import Retry
 
-__all__ = ["Attempt", "EventQueue", "FailoverCore", "Step", "StepKind"]
+__all__ = ["EventQueue", "FailoverCore"]
 
 _log = logging.getLogger("faulttol.provider")
 
@@ -463,102 +461,26 @@ class FailoverCore(Generic[T]):
                 _log.warning("%s: %s is unhealthy and no other is eligible: %s",
                              self.name, self.describe(slot), exc)
 
-    def after_probe(self, st: Attempt[T], ok: bool) -> None:
-        """Record the on-the-spot probe of ``st.slot`` made after its call failed."""
-        st.probed = True
+    def record_probe(self, slot: Slot[T], exc: BaseException | None, ok: bool) -> None:
+        """Record the on-the-spot probe of ``slot`` made after a call failed with ``exc``: a
+        failed one marks it unhealthy (the monitor too, without a flip notification: the
+        caller acts on it)."""
         if not ok:
-            index = self.index_of(st.slot)
+            index = self.index_of(slot)
             if self.monitor is not None and index:
                 self.monitor.mark_nowait(index, False)
-            self.set_health(st.slot, False)
-            _log.warning("%s: %s failed a probe after %r", self.name, self.describe(st.slot),
-                         st.exc)
+            self.set_health(slot, False)
+            _log.warning("%s: %s failed a probe after %r", self.name, self.describe(slot), exc)
 
     def mark_unhealthy(self, slot: Slot[T], exc: BaseException | None) -> None:
         """``slot`` failed a probe: mark it down and fail over if it is active (the provider
         delivers the event)."""
-        self.after_probe(Attempt(slot, exc), False)
+        self.record_probe(slot, exc, False)
         if slot is self.state.slot:
             try:
                 self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
             except Exception as unavailable:
                 _log.warning("%s: no %s to fail over to: %s", self.name, self.noun, unavailable)
-
-    # ------------------------------------------------------------------ the slow path's steps
-
-    def next_step(
-        self,
-        st: Attempt[T],
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
-        args: tuple[Any, ...],
-    ) -> Step:
-        """Decide what a call whose attempt failed (or could not run) does next."""
-        exc = st.exc
-        if exc is None:
-            # Not run yet on st.slot: it is unhealthy or its breaker rejected the call.
-            active = self.state.slot
-            if st.slot is not active and self.eligible(active):
-                st.move_to(active)
-                return RUN
-            reason = (
-                SwitchReason.HEALTH_CHECK
-                if st.slot.healthy is False
-                else SwitchReason.CIRCUIT_BREAKER
-            )
-            return self._failover_step(st, reason)
-        retry = self.retry
-        max_attempts = retry.config.max_attempts
-        if st.total_failures > max_attempts * len(self.slots):
-            return _raise(exc)  # a bound on one call's work, whatever other threads do
-        if isinstance(exc, CallNotPermittedError):
-            return self._failover_step(st, SwitchReason.CIRCUIT_BREAKER)
-        retryable = retry.is_retryable(exc)
-        fallback = isinstance(exc, self.fallback_exceptions)
-        if not (retryable or fallback):
-            return _raise(exc)
-        replay = may_replay(exc, args)
-        if not st.probed and self.probe_enabled:
-            return PROBE
-        if st.slot.healthy is False:
-            # The probe failed: the target is down. Switch (for everybody), then replay here
-            # only when that is safe.
-            try:
-                self.failover(st.slot, SwitchReason.HEALTH_CHECK, st.tried)
-            except Exception as unavailable:
-                return _raise(unavailable if replay else exc, cause=exc)
-            if not replay:
-                return _raise(exc)
-            st.move_to(self.state.slot)
-            return RUN
-        if not replay:
-            return _raise(exc)
-        if retryable and st.failures < max_attempts:
-            wait = retry.wait_for(st.failures)
-            retry.record_retry(st.total_failures, wait, exception=exc)
-            st.retries += 1
-            active = self.state.slot
-            if active is not st.slot and self.eligible(active):
-                st.move_to(active)  # another thread switched: no need to wait
-                return RUN
-            return Step(StepKind.WAIT, wait=wait) if wait > 0 else RUN
-        if retryable:
-            retry.record_error(st.failures, exception=exc)
-        if fallback:
-            return self._failover_step(st, SwitchReason.CIRCUIT_BREAKER)
-        return _raise(exc)
-
-    def _failover_step(self, st: Attempt[T], reason: SwitchReason) -> Step:
-        try:
-            slot = self.failover(st.slot, reason, st.tried)
-        except Exception as unavailable:
-            return _raise(unavailable, cause=st.exc)
-        st.move_to(slot)
-        return RUN
-
-    def on_recovered(self, st: Attempt[T]) -> None:
-        """The call succeeded after failures."""
-        if st.retries:
-            self.retry.record_success(st.retries + 1)
 
 
 def _state(slot: Slot[Any], view: _BreakerView | None) -> Any:
@@ -578,68 +500,3 @@ def _prepare_destination(slot: Slot[Any]) -> None:
     """A destination whose breaker would reject must get a trial: move it to HALF_OPEN."""
     if slot.breaker.state is State.OPEN and not _admits(slot.breaker):
         slot.breaker.transition_to_half_open_state()
-
-
-# --- the slow path's small state machine ---------------------------------------------------
-
-
-class StepKind(enum.Enum):
-    RUN = "run"
-    """Take a permit on ``Attempt.slot``'s breaker and run the call there."""
-    WAIT = "wait"
-    """Sleep ``Step.wait`` seconds, then run."""
-    PROBE = "probe"
-    """Probe ``Attempt.slot`` and report the outcome with :meth:`FailoverCore.after_probe`."""
-    RAISE = "raise"
-    """Raise ``Step.error``."""
-
-
-class Step:
-    __slots__ = ("error", "kind", "wait")
-
-    def __init__(self, kind: StepKind, wait: float = 0.0,
-                 error: BaseException | None = None) -> None:
-        self.kind = kind
-        self.wait = wait
-        self.error: BaseException = error if error is not None else RuntimeError("no error")
-
-
-RUN = Step(StepKind.RUN)
-PROBE = Step(StepKind.PROBE)
-
-
-def _raise(error: BaseException, cause: BaseException | None = None) -> Step:
-    if cause is not None and error is not cause and error.__cause__ is None:
-        error.__cause__ = cause
-    return Step(StepKind.RAISE, error=error)
-
-
-class Attempt(Generic[T]):
-    """Where one call stands: the slot it runs on, its last failure, what was tried."""
-
-    __slots__ = ("exc", "failures", "probed", "retries", "slot", "total_failures", "tried")
-
-    def __init__(self, slot: Slot[T], exc: BaseException | None) -> None:
-        self.slot = slot
-        self.exc = exc
-        self.tried: set[int] = {id(slot)}
-        self.failures = 0 if exc is None else 1  # failed attempts on the current slot
-        self.total_failures = self.failures
-        self.retries = 0
-        self.probed = False
-
-    def failed(self, exc: BaseException) -> None:
-        self.exc = exc
-        self.failures += 1
-        self.total_failures += 1
-
-    def rejected(self) -> None:
-        self.exc = None
-
-    def move_to(self, slot: Slot[T]) -> None:
-        if slot is not self.slot:
-            self.slot = slot
-            self.failures = 0
-            self.probed = False
-        self.exc = None
-        self.tried.add(id(slot))

@@ -16,10 +16,11 @@ is carried out) and the driving loop differ. Nothing here blocks, awaits or call
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-from ._failover import Attempt, FailoverCore, StepKind
+from ._failover import FailoverCore
+from ._failover_steps import Attempt, StepKind, next_step, on_recovered
 from ._failover_types import Slot
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "Kind",
     "Op",
     "check_target",
+    "drive",
+    "drive_async",
     "failback",
     "mark_unhealthy",
     "recover",
@@ -86,22 +89,73 @@ Op = Generator[IO, Any, R]
 """An operation: yields requests, receives their results, returns its own."""
 
 
+def _advance(op: Op[R], value: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """Send ``value`` (or throw ``error``) into ``op``: ``(True, next request)``, or
+    ``(False, its result)`` once it has returned."""
+    try:
+        return True, (op.send(value) if error is None else op.throw(error))
+    except StopIteration as done:
+        return False, done.value
+
+
+def drive(op: Op[R], perform: Callable[[IO], Any]) -> R:
+    """Run ``op`` to its end, carrying out each request with ``perform`` on this thread (an
+    exception it raises is thrown into the operation)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        running, item = _advance(op, value, error)
+        if not running:
+            return item  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = perform(item)
+        except BaseException as e:
+            error = e
+
+
+async def drive_async(op: Op[R], perform: Callable[[IO], Awaitable[Any]]) -> R:
+    """:func:`drive`, awaiting ``perform``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        running, item = _advance(op, value, error)
+        if not running:
+            return item  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = await perform(item)
+        except BaseException as e:
+            error = e
+
+
 def run(core: FailoverCore[T], fn: Callable[..., Any], args: tuple[Any, ...],
         kwargs: dict[str, Any] | None, may_replay: MayReplay) -> Op[Any]:
     """A whole call: the first attempt on the active target, then :func:`recover`."""
     slot = core.state.slot
+    exc: BaseException | None = None
+    if slot.healthy is not False and slot.breaker.try_acquire_permission():
+        ok, value = yield from _attempt(core, fn, slot, args, kwargs)
+        if ok:
+            return value
+        exc = value
+    return (yield from recover(core, fn, args, kwargs, may_replay, slot, exc))
+
+
+def _attempt(core: FailoverCore[T], fn: Callable[..., Any], slot: Slot[T],
+             args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Op[tuple[bool, Any]]:
+    """One attempt on ``slot`` (its breaker's permit taken): ``(True, result)`` or
+    ``(False, exception)``, recorded on the breaker either way."""
     breaker = slot.breaker
-    if slot.healthy is not False and breaker.try_acquire_permission():
-        now = core.monotonic
-        start = now()
-        try:
-            result = yield IO(Kind.CALL, fn=fn, slot=slot, args=args, kwargs=kwargs)
-        except BaseException as exc:
-            breaker.on_error(now() - start, exc)
-            return (yield from recover(core, fn, args, kwargs, may_replay, slot, exc))
-        breaker.on_result(now() - start, result)
-        return result
-    return (yield from recover(core, fn, args, kwargs, may_replay, slot, None))
+    now = core.monotonic
+    start = now()
+    try:
+        result = yield IO(Kind.CALL, fn=fn, slot=slot, args=args, kwargs=kwargs)
+    except BaseException as exc:
+        breaker.on_error(now() - start, exc)
+        return False, exc
+    breaker.on_result(now() - start, result)
+    return True, result
 
 
 def recover(core: FailoverCore[T], fn: Callable[..., Any], args: tuple[Any, ...],
@@ -113,33 +167,27 @@ def recover(core: FailoverCore[T], fn: Callable[..., Any], args: tuple[Any, ...]
     made, before the call runs on the new target."""
     st = Attempt(slot, exc)
     while True:
-        step = core.next_step(st, may_replay, args)
+        step = next_step(core, st, may_replay, args)
         if core.events:
             yield DELIVER
         kind = step.kind
         if kind is StepKind.PROBE:
-            core.after_probe(st, (yield IO(Kind.PROBE, slot=st.slot, exc=st.exc)))
+            st.probed = True
+            core.record_probe(st.slot, st.exc, (yield IO(Kind.PROBE, slot=st.slot, exc=st.exc)))
             continue
         if kind is StepKind.WAIT:
             yield IO(Kind.SLEEP, seconds=step.wait)
         elif kind is StepKind.RAISE:
             yield IO(Kind.RAISE, error=step.error)
-        target = st.slot
-        breaker = target.breaker
-        if not breaker.try_acquire_permission():
+        if not st.slot.breaker.try_acquire_permission():
             st.rejected()
             continue
-        now = core.monotonic
-        start = now()
-        try:
-            result = yield IO(Kind.CALL, fn=fn, slot=target, args=args, kwargs=kwargs)
-        except BaseException as e:
-            breaker.on_error(now() - start, e)
-            st.failed(e)
+        ok, value = yield from _attempt(core, fn, st.slot, args, kwargs)
+        if not ok:
+            st.failed(value)
             continue
-        breaker.on_result(now() - start, result)
-        core.on_recovered(st)
-        return result
+        on_recovered(core, st)
+        return value
 
 
 def set_active_index(core: FailoverCore[T], index: int, force: bool) -> Op[None]:

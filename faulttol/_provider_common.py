@@ -148,8 +148,37 @@ class ProviderBase(Generic[T]):
         if health_check is not None:
             self._install_monitor()
 
+    _monitor: Any = None
+    _monitor_class: Any = None
+    """The provider's health monitor class: a thread or an asyncio task."""
+
     def _install_monitor(self) -> None:
-        """Create the health monitor for ``self._health_check`` (not started)."""
+        """Create the health monitor for ``self._health_check``; start it if health checks
+        are on."""
+        core = self._core
+        self._monitor = self._monitor_class(
+            lambda: len(core.slots),
+            self._check_index,
+            interval=self._config.health_check_interval,
+            on_change=self._on_health_change,
+            clock=self._clock,
+            name=f"{self.name}-health",
+            on_round_end=self._failback,
+        )
+        core.monitor = self._monitor
+        if self._autostart:
+            self.start_health_checks()
+
+    def start_health_checks(self) -> None:
+        raise NotImplementedError
+
+    def _check_index(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def _on_health_change(self, index: int, healthy: bool) -> Any:
+        raise NotImplementedError
+
+    def _failback(self) -> Any:
         raise NotImplementedError
 
     def _new_breaker(self, label: str) -> Any:

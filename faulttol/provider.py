@@ -155,21 +155,7 @@ class OrderedProvider(ProviderBase[T]):
     """
 
     _monitor: HealthMonitor | None = None
-
-    def _install_monitor(self) -> None:
-        core = self._core
-        self._monitor = HealthMonitor(
-            lambda: len(core.slots),
-            self._check_index,
-            interval=self._config.health_check_interval,
-            on_change=self._on_health_change,
-            clock=self._clock,
-            name=f"{self.name}-health",
-            on_round_end=self._failback,
-        )
-        core.monitor = self._monitor
-        if self._autostart:
-            self.start_health_checks()
+    _monitor_class = HealthMonitor
 
     def start_health_checks(self) -> None:
         """Start the background health checks (for a provider built with
@@ -237,18 +223,7 @@ class OrderedProvider(ProviderBase[T]):
 
     def _drive(self, op: Op[R]) -> R:
         """Run an operation of the core, performing its I/O requests on this thread."""
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                request = op.send(value) if error is None else op.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            value = error = None
-            try:
-                value = self._perform(request)
-            except BaseException as e:
-                error = e
+        return ops.drive(op, self._perform)
 
     def _perform(self, request: IO) -> Any:
         kind = request.kind
@@ -299,21 +274,11 @@ class OrderedProvider(ProviderBase[T]):
         kwargs: dict[str, Any] | None,
         may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
     ) -> R:
-        op = ops.run(self._core, fn, args, kwargs, may_replay)
-        value: Any = None
-        error: BaseException | None = None
-        while True:  # _drive, awaiting the calls; the rest (probes...) runs synchronously
-            try:
-                request = op.send(value) if error is None else op.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            value = error = None
-            try:
-                value = self._perform(request)
-                if request.kind is Kind.CALL:
-                    value = await value
-            except BaseException as e:
-                error = e
+        async def perform(request: IO) -> Any:  # the call awaited, the rest synchronous
+            value = self._perform(request)
+            return await value if request.kind is Kind.CALL else value
+
+        return await ops.drive_async(ops.run(self._core, fn, args, kwargs, may_replay), perform)
 
     # ---------------------------------------------------------------------------- probing
 

@@ -16,9 +16,10 @@ The clients read the generic provider through its public seams only:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -173,6 +174,17 @@ class ClientMixin:
     def _check_open(self) -> None:
         if self._is_closed():
             raise self._closed_error()
+
+    @contextlib.contextmanager
+    def _closing_errors(self) -> Iterator[None]:
+        """Around a call that may reach a database: if it fails because the client closed
+        meanwhile, raise what :meth:`_after_close` says instead."""
+        try:
+            yield
+        except BaseException as exc:
+            if self._is_closed():
+                raise self._after_close(exc)  # noqa: B904 - the cause is set
+            raise
 
     def _check_attempt(self) -> None:
         """One attempt of the slow path: stop it at once if the client closed meanwhile."""
