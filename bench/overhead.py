@@ -16,10 +16,16 @@ Parts:
 4. ``--only hedge``: the success path of a hedged call (it succeeds long before the delay, so
    no hedge starts), sync and asyncio, against a plain call and the cheapest way to run a call
    on another thread (``ThreadPoolExecutor``) or as a task, and asynchedging's ``hedge``.
+5. ``--only bulkhead``: the success path of a :class:`faulttol.Bulkhead` (a slot free) against a
+   ``threading.BoundedSemaphore`` decorator (sync) and an ``asyncio.Semaphore`` one (asyncio),
+   the success path of a :class:`faulttol.TimeLimiter` against ``asyncio.wait_for`` and
+   ``ThreadPoolExecutor`` submit + ``result(timeout)``, and the event loop's worst lag (a 1 ms
+   heartbeat task) while 10,000 tasks go through ``Bulkhead(max_concurrent_calls=100)`` (and
+   through an ``asyncio.Semaphore(100)``, the anchor).
 
 Run: ``python bench/overhead.py`` (all parts; ``--quick`` for a shorter run,
-``--only success|threads|memory|hedge`` for one part). Add rows by appending ``(name, callable)``
-pairs in :func:`overhead_rows`.
+``--only success|threads|memory|hedge|bulkhead`` for one part). Add rows by appending
+``(name, callable)`` pairs in :func:`overhead_rows`.
 """
 
 from __future__ import annotations
@@ -365,9 +371,259 @@ def hedge_part(rounds: int, round_seconds: float) -> None:
     )
 
 
+BOUNDED_SEMAPHORE = "threading.BoundedSemaphore decorator"
+ASYNCIO_SEMAPHORE = "asyncio.Semaphore decorator"
+BULKHEAD_SYNC = "faulttol Bulkhead (sync)"
+BULKHEAD_TARGET_NS = 500.0
+
+
+def _bulkhead_sync_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FuturesTimeout
+
+    from faulttol import Bulkhead, TimeLimiter, TimeLimiterConfig
+
+    semaphore = threading.BoundedSemaphore(25)
+
+    def with_semaphore(fn: Callable[[], int]) -> Callable[[], int]:
+        @functools.wraps(fn)
+        def guarded() -> int:
+            with semaphore:
+                return fn()
+
+        return guarded
+
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    def executor_with_timeout() -> int:
+        try:
+            return executor.submit(target).result(timeout=1.0)
+        except FuturesTimeout:  # pragma: no cover - never within 1 s here
+            raise
+
+    limiter = TimeLimiter("bench-time-limiter", TimeLimiterConfig(timeout_duration=1.0))
+    rows: list[Row] = [
+        ("bare call", target),
+        (BOUNDED_SEMAPHORE, with_semaphore(target)),
+        (BULKHEAD_SYNC, Bulkhead("bench-bulkhead").decorate(target)),
+        ("ThreadPoolExecutor submit+result(1.0)", executor_with_timeout),
+        ("faulttol TimeLimiter (sync, default pool)", limiter.decorate(target)),
+    ]
+    numbers = {name: calibrate(fn, round_seconds) for name, fn in rows}
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in rows:
+                elapsed = timeit.Timer(fn).timeit(numbers[name])
+                samples[name].append(elapsed / numbers[name] * 1e9)
+    finally:
+        gc.enable()
+        executor.shutdown()
+    return samples
+
+
+async def _bulkhead_async_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    import asyncio
+
+    from faulttol import Bulkhead, TimeLimiter, TimeLimiterConfig
+
+    async def atarget() -> int:
+        return 1
+
+    semaphore = asyncio.Semaphore(25)
+
+    async def with_semaphore() -> int:
+        async with semaphore:
+            return await atarget()
+
+    limiter = TimeLimiter("bench-time-limiter-async", TimeLimiterConfig(timeout_duration=1.0))
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("await bare coroutine", atarget),
+        (ASYNCIO_SEMAPHORE, with_semaphore),
+        ("faulttol Bulkhead (async)", Bulkhead("bench-bulkhead-async").decorate(atarget)),
+        ("asyncio.wait_for(coro, 1.0)", lambda: asyncio.wait_for(atarget(), 1.0)),
+        ("faulttol TimeLimiter (async)", limiter.decorate(atarget)),
+    ]
+
+    async def timed(factory: Callable[[], Any], number: int) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            await factory()
+        return time.perf_counter() - start
+
+    numbers: dict[str, int] = {}
+    for name, factory in rows:
+        number = 100
+        while (elapsed := await timed(factory, number)) < 0.2 * round_seconds:
+            number *= 2
+        numbers[name] = max(100, int(number * round_seconds / max(elapsed, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(rounds):
+        for name, factory in rows:
+            samples[name].append(await timed(factory, numbers[name]) / numbers[name] * 1e9)
+    return samples
+
+
+async def _loop_lag(
+    work: Callable[[], Any] | None, tasks: int, batch: int
+) -> tuple[list[float], float]:
+    """The lags of a 1 ms heartbeat task, and the wall time, while ``tasks`` tasks each run
+    ``work()`` (a guarded coroutine function that sleeps 1 ms in its slot). The tasks are
+    created ``batch`` at a time, the creator yielding to the loop between batches
+    (``batch=tasks``: all at once). With ``work=None``, the heartbeat alone (the machine's own
+    noise) for ``batch`` milliseconds."""
+    import asyncio
+
+    lags: list[float] = []
+    running = True
+
+    async def beat() -> None:
+        loop = asyncio.get_running_loop()
+        while running:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            lags.append(loop.time() - due)
+
+    beater = asyncio.create_task(beat())
+    await asyncio.sleep(0.01)  # the heartbeat is running
+    lags.clear()
+    start = time.perf_counter()
+    if work is None:
+        await asyncio.sleep(batch / 1000)
+    else:
+        # Completion is counted by a done callback per task (no gather over 10,000 tasks at
+        # the end: its one O(n) step would show up as lag of the benchmark's own).
+        finished = asyncio.Event()
+        left = tasks
+
+        def done(task: asyncio.Future[None]) -> None:
+            nonlocal left
+            task.result()
+            left -= 1
+            if not left:
+                finished.set()
+
+        for _ in range(0, tasks, batch):
+            for _ in range(batch):
+                asyncio.ensure_future(work()).add_done_callback(done)
+            await asyncio.sleep(0)
+        await finished.wait()
+    wall = time.perf_counter() - start
+    running = False
+    await beater
+    return lags, wall
+
+
+def bulkhead_lag(tasks: int = 10_000, limit: int = 100, runs: int = 5) -> dict[str, float]:
+    """Print the event loop's lag while ``tasks`` tasks go through a bulkhead of ``limit``
+    slots (and an ``asyncio.Semaphore``), created all at once and in batches of ``limit``;
+    return the median (over runs) of the worst lag per row."""
+    import asyncio
+
+    from faulttol import Bulkhead, BulkheadConfig
+
+    def bulkhead_guard() -> Callable[[], Any]:
+        bulkhead = Bulkhead(
+            "bench-lag", BulkheadConfig(max_concurrent_calls=limit, max_wait_duration=60.0)
+        )
+
+        @bulkhead
+        async def work() -> None:
+            await asyncio.sleep(0.001)
+
+        return work
+
+    def semaphore_guard() -> Callable[[], Any]:
+        semaphore = asyncio.Semaphore(limit)
+
+        async def work() -> None:
+            async with semaphore:
+                await asyncio.sleep(0.001)
+
+        return work
+
+    guards: list[tuple[str, Callable[[], Any] | None]] = [
+        ("heartbeat alone (machine noise)", None),
+        (f"asyncio.Semaphore({limit})", semaphore_guard),
+        (f"faulttol Bulkhead({limit})", bulkhead_guard),
+    ]
+    print(
+        f"\nEvent loop lag: {tasks:,} tasks, each sleeping 1 ms in its slot, through {limit}"
+        f" slots; a 1 ms heartbeat task; {runs} interleaved runs per row (GC on)"
+    )
+    print(
+        f"{'tasks created':<16} {'row':<32} {'worst lag median':>17} {'worst max':>10}"
+        f" {'p99 median':>11} {'wall median':>12}"
+    )
+    worst_medians: dict[str, float] = {}
+    for batch, label in ((tasks, "all at once"), (limit, f"{limit} per tick")):
+        results: dict[str, list[tuple[list[float], float]]] = {name: [] for name, _ in guards}
+        last_wall = 0.5
+        for _ in range(runs):
+            for name, make in guards:
+                gc.collect()
+                if make is None:
+                    # The heartbeat alone, as long as the guarded runs take (in ms of batch).
+                    outcome = asyncio.run(_loop_lag(None, tasks, int(last_wall * 1000)))
+                else:
+                    outcome = asyncio.run(_loop_lag(make(), tasks, batch))
+                    last_wall = outcome[1]
+                results[name].append(outcome)
+        for name, _ in guards:
+            worsts = [max(lags) for lags, _ in results[name]]
+            p99s = [sorted(lags)[int(len(lags) * 0.99)] for lags, _ in results[name]]
+            walls = [wall for _, wall in results[name]]
+            worst_medians[f"{label}: {name}"] = statistics.median(worsts)
+            print(
+                f"{label:<16} {name:<32} {statistics.median(worsts) * 1000:>14.2f} ms"
+                f" {max(worsts) * 1000:>7.2f} ms {statistics.median(p99s) * 1000:>8.2f} ms"
+                f" {statistics.median(walls):>10.3f} s"
+            )
+    return worst_medians
+
+
+def bulkhead_part(rounds: int, round_seconds: float, tasks: int = 10_000) -> None:
+    """Print the bulkhead and time limiter success paths and the event loop lag, then the
+    issue's targets."""
+    import asyncio
+
+    sync = _bulkhead_sync_samples(rounds, round_seconds)
+    sync_medians = _median_table(
+        f"\nBulkhead and TimeLimiter, sync: ns per call (a slot free), {rounds} rounds",
+        sync,
+        BOUNDED_SEMAPHORE,
+        "bare call",
+    )
+    samples = asyncio.run(_bulkhead_async_samples(rounds, round_seconds))
+    _median_table(
+        f"\nBulkhead and TimeLimiter, asyncio: ns per awaited call (a slot free), {rounds} rounds",
+        samples,
+        ASYNCIO_SEMAPHORE,
+        "await bare coroutine",
+    )
+    lag = bulkhead_lag(tasks)
+    bulkhead_lag_row = next(n for n in lag if "per tick" in n and "faulttol Bulkhead" in n)
+    print("\nTargets")
+    cost = sync_medians[BULKHEAD_SYNC] - sync_medians["bare call"]
+    verdict = "met" if sync_medians[BULKHEAD_SYNC] <= BULKHEAD_TARGET_NS else "NOT met"
+    print(
+        f"  {BULKHEAD_SYNC}: {sync_medians[BULKHEAD_SYNC]:.0f} ns per call ({cost:.0f} ns over a"
+        f" bare call; target <= {BULKHEAD_TARGET_NS:.0f} ns): {verdict}"
+    )
+    worst = lag[bulkhead_lag_row]
+    print(
+        f"  event loop worst lag, {bulkhead_lag_row} (median of runs): {worst * 1000:.2f} ms"
+        f" (target <= 5 ms): {'met' if worst <= 0.005 else 'NOT met'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=("success", "threads", "memory", "hedge"))
+    parser.add_argument(
+        "--only", choices=("success", "threads", "memory", "hedge", "bulkhead")
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--round-seconds", type=float, default=0.04, help="per row and round")
@@ -383,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         memory_part(100_000 if args.quick else 1_000_000)
     if args.only in (None, "hedge"):
         hedge_part(rounds, args.round_seconds)
+    if args.only in (None, "bulkhead"):
+        bulkhead_part(rounds, args.round_seconds)
     return 0
 
 

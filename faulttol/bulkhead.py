@@ -37,6 +37,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -160,14 +161,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class _TaskWaiter(_Waiter):
-    """An asyncio task awaiting a future of its loop; woken thread-safely."""
+    """An asyncio task awaiting a future of its loop (until ``deadline``, on the loop's
+    time); woken thread-safely."""
 
-    __slots__ = ("future", "loop")
+    __slots__ = ("deadline", "future", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self.granted = False
+        self.abandoned = False
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
+        self.deadline = deadline
 
     def wake(self) -> None:
         if asyncio._get_running_loop() is self.loop:
@@ -175,6 +179,53 @@ class _TaskWaiter(_Waiter):
         else:
             # Raises RuntimeError when the loop is closed: the caller takes the permit back.
             self.loop.call_soon_threadsafe(_resolve, self.future)
+
+
+class _LoopTimeouts:
+    """The deadlines of the waiters of one bulkhead on one event loop, with one timer.
+
+    Every waiter of a bulkhead waits the same ``max_wait_duration``, so on one loop their
+    deadlines come in arrival order: they are kept in a deque, and one loop timer is armed
+    for the oldest. (A timer per waiter would cost a heap push and pop of Python-compared
+    timer handles each: with thousands of tasks waiting, most of the loop's time.) Touched
+    only from its loop's thread.
+    """
+
+    __slots__ = ("armed", "entries", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
+        self.entries: deque[_TaskWaiter] = deque()
+        self.armed = False
+
+    def add(self, waiter: _TaskWaiter) -> None:
+        self.entries.append(waiter)
+        if not self.armed:
+            self.armed = True
+            waiter.loop.call_at(waiter.deadline, self.expire, waiter.loop)
+
+    def expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the waiters whose deadline has passed; re-arm for the next one."""
+        self.armed = False
+        now = loop.time()
+        entries = self.entries
+        while entries:
+            waiter = entries[0]
+            if waiter.future.done():  # granted or cancelled meanwhile
+                entries.popleft()
+            elif waiter.deadline <= now:
+                entries.popleft()
+                waiter.future.set_result(None)  # it finds no slot granted: rejected
+            else:
+                self.armed = True
+                loop.call_at(waiter.deadline, self.expire, loop)
+                return
+
+    def trim(self) -> None:
+        """Drop the waiters that are done, from the oldest (slots are handed out in order)."""
+        entries = self.entries
+        while entries and entries[0].future.done():
+            entries.popleft()
 
 
 # --- the bulkhead ---------------------------------------------------------------------------
@@ -222,6 +273,7 @@ class Bulkhead:
         "_clock",
         "_config",
         "_events",
+        "_last_timeouts",
         "_live_waiters",
         "_lock",
         "_max_wait",
@@ -229,6 +281,7 @@ class Bulkhead:
         "_name",
         "_observed",
         "_real_waits",
+        "_timeouts",
         "_tokens",
         "_waiters",
     )
@@ -254,6 +307,12 @@ class Bulkhead:
         # call giving its token back, *after* the append: a waiter counts itself in *before*
         # its last try to pop, so one of the two always sees the other (no lost wake-up).
         self._live_waiters = 0
+        # Per event loop, the deadlines of its waiting tasks (system clock only); the last
+        # one used is cached (most applications run one loop).
+        self._timeouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopTimeouts] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_timeouts: _LoopTimeouts | None = None
         self._observed = False  # somebody listens: build and publish events
         self._events = BulkheadEvents(self._listeners_changed)
         self._metrics = BulkheadMetrics(self)
@@ -381,20 +440,16 @@ class Bulkhead:
         bulkhead = self
         take = self._tokens.pop
         give_back = self._tokens.append
-        wait_sync = self._wait_sync
+        acquire_or_reject = self._acquire_or_reject
         hand_over = self._hand_over
         emit = self._emit
-        name = self._name
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 take()
             except IndexError:
-                if not wait_sync():
-                    if bulkhead._observed:
-                        emit(BulkheadOnCallRejectedEvent)
-                    raise BulkheadFullError(name) from None
+                acquire_or_reject()
             if bulkhead._observed:
                 emit(BulkheadOnCallPermittedEvent)
             try:
@@ -410,22 +465,22 @@ class Bulkhead:
 
     def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         bulkhead = self
-        take = self._tokens.pop
-        give_back = self._tokens.append
+        tokens = self._tokens
+        take = tokens.pop
+        give_back = tokens.append
         wait_async = self._wait_async
         hand_over = self._hand_over
         emit = self._emit
-        name = self._name
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            try:
-                take()
-            except IndexError:
-                if not await wait_async():
-                    if bulkhead._observed:
-                        emit(BulkheadOnCallRejectedEvent)
-                    raise BulkheadFullError(name) from None
+            if tokens:
+                try:
+                    take()
+                except IndexError:  # taken by another thread in between
+                    await wait_async(True)
+            else:  # (no exception raised on this path: it is hot while tasks queue up)
+                await wait_async(True)
             if bulkhead._observed:
                 emit(BulkheadOnCallPermittedEvent)
             try:
@@ -448,6 +503,13 @@ class Bulkhead:
         events = self._events
         if events.wants(kind):
             events.publish(kind(self._name, created_at=self._clock.monotonic()))
+
+    def _acquire_or_reject(self) -> None:
+        """No slot was free: wait for one, or publish the rejection and raise."""
+        if not self._wait_sync():
+            if self._observed:
+                self._emit(BulkheadOnCallRejectedEvent)
+            raise BulkheadFullError(self._name) from None
 
     def _take_now(self) -> bool:
         """Take a free slot without waiting."""
@@ -497,13 +559,16 @@ class Bulkhead:
         """Queue ``waiter`` unless a slot is free now (then take it: ``True``)."""
         with self._lock:
             self._live_waiters += 1  # first: a token given back from now on is handed over
-            try:
-                self._tokens.pop()
-            except IndexError:
-                self._waiters.append(waiter)
-                return False
-            self._live_waiters -= 1
-            return True
+            if self._tokens:
+                try:
+                    self._tokens.pop()
+                except IndexError:  # taken by another thread in between
+                    pass
+                else:
+                    self._live_waiters -= 1
+                    return True
+            self._waiters.append(waiter)
+            return False
 
     def _leave(self, waiter: _Waiter) -> bool:
         """After waiting: ``True`` if ``waiter`` was granted a slot, else it leaves the queue."""
@@ -537,25 +602,48 @@ class Bulkhead:
             raise
         return self._leave(waiter)
 
-    async def _wait_async(self) -> bool:
-        """Wait up to ``max_wait_duration`` for a slot, awaiting (never blocking the loop)."""
-        if self._max_wait <= 0.0:
-            return False
-        loop = asyncio.get_running_loop()
-        waiter = _TaskWaiter(loop)
-        if self._enqueue(waiter):
-            return True
-        try:
-            if self._real_waits:
-                timer = loop.call_later(self._max_wait, _resolve, waiter.future)
-                try:
-                    await waiter.future
-                finally:
-                    timer.cancel()
-            else:
-                await self._clock.sleep_async(self._max_wait)
-        except BaseException:  # cancelled while waiting: take no slot, pass on one handed over
-            if self._leave(waiter):
-                self._release()
-            raise
-        return self._leave(waiter)
+    def _loop_timeouts(self, loop: asyncio.AbstractEventLoop) -> _LoopTimeouts:
+        """The deadlines of ``loop``'s waiters (called from that loop's thread)."""
+        timeouts = self._last_timeouts
+        if timeouts is not None and timeouts.loop() is loop:
+            return timeouts
+        with self._lock:
+            timeouts = self._timeouts.get(loop)
+            if timeouts is None:
+                timeouts = self._timeouts[loop] = _LoopTimeouts(loop)
+        self._last_timeouts = timeouts
+        return timeouts
+
+    async def _wait_async(self, reject: bool = False) -> bool:
+        """Wait up to ``max_wait_duration`` for a slot, awaiting (never blocking the loop).
+
+        Without a slot: ``False``; or, with ``reject``, the rejection is published and
+        :class:`BulkheadFullError` raised. (The decorators' slow path is this one coroutine:
+        with thousands of tasks queued, fewer objects for the garbage collector.)
+        """
+        granted = False
+        if self._max_wait > 0.0:
+            loop = asyncio.get_running_loop()
+            waiter = _TaskWaiter(loop, loop.time() + self._max_wait)
+            if self._enqueue(waiter):
+                return True
+            try:
+                if self._real_waits:
+                    timeouts = self._loop_timeouts(loop)
+                    timeouts.add(waiter)
+                    try:
+                        await waiter.future
+                    finally:
+                        timeouts.trim()
+                else:
+                    await self._clock.sleep_async(self._max_wait)
+            except BaseException:  # cancelled: take no slot, pass on one handed over
+                if self._leave(waiter):
+                    self._release()
+                raise
+            granted = self._leave(waiter)
+        if not granted and reject:
+            if self._observed:
+                self._emit(BulkheadOnCallRejectedEvent)
+            raise BulkheadFullError(self._name)
+        return granted
