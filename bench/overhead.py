@@ -22,9 +22,13 @@ Parts:
    ``ThreadPoolExecutor`` submit + ``result(timeout)``, and the event loop's worst lag (a 1 ms
    heartbeat task) while 10,000 tasks go through ``Bulkhead(max_concurrent_calls=100)`` (and
    through an ``asyncio.Semaphore(100)``, the anchor).
+6. ``--only ratelimiter``: a :class:`faulttol.RateLimiter` with a permission available
+   against limits (in-memory moving and fixed windows) and pyrate-limiter (sync), and
+   aiolimiter (asyncio); the chaos strategies at rate 0 against a bare call; and the accuracy
+   scenario: 10 threads for 2 s through 100 permits per 0.1 s admit 2,000 calls.
 
 Run: ``python bench/overhead.py`` (all parts; ``--quick`` for a shorter run,
-``--only success|threads|memory|hedge|bulkhead`` for one part). Add rows by appending
+``--only success|threads|memory|hedge|bulkhead|ratelimiter`` for one part). Add rows by appending
 ``(name, callable)`` pairs in :func:`overhead_rows`.
 """
 
@@ -619,10 +623,204 @@ def bulkhead_part(rounds: int, round_seconds: float, tasks: int = 10_000) -> Non
     )
 
 
+# --- rate limiter and chaos ---------------------------------------------------------------
+
+RL_SYNC_ANCHOR = "limits MovingWindowRateLimiter.hit"
+RL_ASYNC_ANCHOR = "aiolimiter: async with AsyncLimiter"
+RL_ACQUIRE = "faulttol RateLimiter.acquire_permission()"
+RL_TARGET_NS = 500.0
+CHAOS_RATE_ZERO = "faulttol ChaosFault(rate 0) decorator"
+CHAOS_TARGET_NS = 200.0
+
+
+def _interleaved(rows: list[Row], rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    """ns/call of each row, rounds interleaved so that machine noise hits every row alike."""
+    numbers = {name: calibrate(fn, round_seconds) for name, fn in rows}
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in rows:
+                elapsed = timeit.Timer(fn).timeit(numbers[name])
+                samples[name].append(elapsed / numbers[name] * 1e9)
+    finally:
+        gc.enable()
+    return samples
+
+
+def _rate_limiter_sync_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    """A permission always available: faulttol (one long cycle with a huge limit; and the
+    default config, whose 500 ns cycles make nearly every call start a new one) against
+    limits (in-memory moving and fixed windows) and pyrate-limiter (in-memory, non-blocking),
+    all with limits no bench run reaches."""
+    import pyrate_limiter
+    from limits import parse, storage, strategies
+
+    from faulttol import RateLimiter, RateLimiterConfig
+
+    roomy = RateLimiterConfig(limit_for_period=10**12, limit_refresh_period=3600.0,
+                              timeout_duration=0.0)
+    limiter = RateLimiter("bench-rate", roomy)
+    moving = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    per_second = parse("1000000000/second")
+    bucket = pyrate_limiter.Limiter(pyrate_limiter.Rate(10**9, pyrate_limiter.Duration.SECOND))
+    rows: list[Row] = [
+        ("bare call", target),
+        (RL_ACQUIRE, limiter.acquire_permission),
+        ("faulttol RateLimiter decorator", RateLimiter("bench-rate-d", roomy).decorate(target)),
+        ("faulttol RateLimiter decorator, default config",
+         RateLimiter("bench-rate-default").decorate(target)),
+        (RL_SYNC_ANCHOR, lambda: moving.hit(per_second, "bench")),
+        ("limits FixedWindowRateLimiter.hit", lambda: fixed.hit(per_second, "bench")),
+        ("pyrate-limiter try_acquire(blocking=False)",
+         lambda: bucket.try_acquire("bench", blocking=False)),
+    ]
+    return _interleaved(rows, rounds, round_seconds)
+
+
+async def _rate_limiter_async_samples(
+    rounds: int, round_seconds: float
+) -> dict[str, list[float]]:
+    import aiolimiter
+
+    from faulttol import RateLimiter, RateLimiterConfig
+
+    async def atarget() -> int:
+        return 1
+
+    roomy = RateLimiterConfig(limit_for_period=10**12, limit_refresh_period=3600.0)
+    limiter = RateLimiter("bench-rate-async", roomy)
+    leaky = aiolimiter.AsyncLimiter(10**12, 3600)
+
+    async def with_aiolimiter() -> int:
+        async with leaky:
+            return await atarget()
+
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("await bare coroutine", atarget),
+        ("faulttol RateLimiter (async decorator)", limiter.decorate(atarget)),
+        ("await acquire_permission_async()", limiter.acquire_permission_async),
+        (RL_ASYNC_ANCHOR, with_aiolimiter),
+    ]
+
+    async def timed(factory: Callable[[], Any], number: int) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            await factory()
+        return time.perf_counter() - start
+
+    numbers: dict[str, int] = {}
+    for name, factory in rows:
+        number = 100
+        while (elapsed := await timed(factory, number)) < 0.2 * round_seconds:
+            number *= 2
+        numbers[name] = max(100, int(number * round_seconds / max(elapsed, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(rounds):
+        for name, factory in rows:
+            samples[name].append(await timed(factory, numbers[name]) / numbers[name] * 1e9)
+    return samples
+
+
+def _chaos_samples(rounds: int, round_seconds: float) -> dict[str, list[float]]:
+    from faulttol.chaos import ChaosFault, ChaosLatency, ChaosOutcome
+
+    rows: list[Row] = [
+        ("bare call", target),
+        (CHAOS_RATE_ZERO, ChaosFault(0.0, ValueError).decorate(target)),
+        ("faulttol ChaosLatency(rate 0) decorator", ChaosLatency(0.0, 1.0).decorate(target)),
+        ("faulttol ChaosOutcome(rate 0.5, enabled=False)",
+         ChaosOutcome(0.5, 0, enabled=False).decorate(target)),
+        ("faulttol ChaosOutcome(rate 0.5, enabled=lambda)",
+         ChaosOutcome(0.5, 0, enabled=lambda: False).decorate(target)),
+    ]
+    return _interleaved(rows, rounds, round_seconds)
+
+
+def rate_limiter_accuracy(
+    threads: int = 10, seconds: float = 2.0, limit: int = 100, period: float = 0.1
+) -> tuple[int, int]:
+    """``threads`` threads calling through one limiter of ``limit`` per ``period`` for
+    ``seconds``, each waiting for its reserved permission: ``(admitted, expected)``, counting
+    the calls admitted before ``seconds`` had passed since the limiter was created."""
+    from faulttol import RateLimiter, RateLimiterConfig
+
+    limiter = RateLimiter("bench-accuracy", RateLimiterConfig(
+        limit_for_period=limit, limit_refresh_period=period, timeout_duration=1.0))
+    start = time.monotonic()  # the limiter's first cycle started just before
+    admitted = [0] * threads
+
+    def worker(i: int) -> None:
+        while True:
+            acquired = limiter.acquire_permission()
+            if time.monotonic() - start >= seconds:
+                return
+            admitted[i] += acquired
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(admitted), round(seconds / period) * limit
+
+
+def rate_limiter_part(rounds: int, round_seconds: float) -> None:
+    """Print the rate limiter's and the chaos strategies' cost per call, and the accuracy
+    scenario (10 threads, 2 s, 100 permits per 0.1 s)."""
+    import asyncio
+
+    anchors = ", ".join(
+        f"{d} {metadata.version(d)}" for d in ("limits", "pyrate-limiter", "aiolimiter")
+    )
+    print(f"\nRate limiter anchors: {anchors}")
+    sync = _median_table(
+        f"\nRate limiter, sync: ns per call with a permission available, {rounds} rounds",
+        _rate_limiter_sync_samples(rounds, round_seconds),
+        RL_SYNC_ANCHOR,
+        "bare call",
+    )
+    asyncio.run(_rate_limiter_async_report(rounds, round_seconds))
+    chaos = _median_table(
+        f"\nChaos: ns per call of a strategy that injects nothing, {rounds} rounds",
+        _chaos_samples(rounds, round_seconds),
+        "bare call",
+        "bare call",
+    )
+    admitted, expected = rate_limiter_accuracy()
+    error = (admitted - expected) / expected * 100
+    print(
+        f"\nRate limiter accuracy: 10 threads for 2 s, 100 permits per 0.1 s:"
+        f" {admitted} admitted, expected {expected} ({error:+.2f}%)"
+    )
+    print("\nTargets")
+    checks = [
+        (f"{RL_ACQUIRE} <= {RL_TARGET_NS:.0f} ns", sync[RL_ACQUIRE] <= RL_TARGET_NS,
+         f"{sync[RL_ACQUIRE]:.0f} ns"),
+        (f"chaos at rate 0 overhead <= {CHAOS_TARGET_NS:.0f} ns",
+         chaos[CHAOS_RATE_ZERO] - chaos["bare call"] <= CHAOS_TARGET_NS,
+         f"{chaos[CHAOS_RATE_ZERO] - chaos['bare call']:.0f} ns over a bare call"),
+        ("accuracy within 1 %", abs(error) <= 1.0, f"{error:+.2f}%"),
+    ]
+    for label, met, value in checks:
+        print(f"  {label}: {value}: {'met' if met else 'NOT met'}")
+
+
+async def _rate_limiter_async_report(rounds: int, round_seconds: float) -> None:
+    _median_table(
+        f"\nRate limiter, asyncio: ns per awaited call with a permission available, "
+        f"{rounds} rounds",
+        await _rate_limiter_async_samples(rounds, round_seconds),
+        RL_ASYNC_ANCHOR,
+        "await bare coroutine",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "--only", choices=("success", "threads", "memory", "hedge", "bulkhead")
+        "--only", choices=("success", "threads", "memory", "hedge", "bulkhead", "ratelimiter")
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     parser.add_argument("--rounds", type=int, default=None)
@@ -641,6 +839,8 @@ def main(argv: list[str] | None = None) -> int:
         hedge_part(rounds, args.round_seconds)
     if args.only in (None, "bulkhead"):
         bulkhead_part(rounds, args.round_seconds)
+    if args.only in (None, "ratelimiter"):
+        rate_limiter_part(rounds, args.round_seconds)
     return 0
 
 
