@@ -295,6 +295,34 @@ async def test_rejection_after_a_real_timed_wait_in_asyncio() -> None:
     assert await bulkhead.try_acquire_permission_async()
 
 
+async def test_waiting_tasks_time_out_in_arrival_order_on_one_loop_timer() -> None:
+    # The system clock's path: one loop timer serves every waiter's deadline, re-armed for
+    # the next one; a waiter granted a slot meanwhile is skipped.
+    bulkhead = Bulkhead("b", BulkheadConfig(max_concurrent_calls=1, max_wait_duration=0.05))
+    await bulkhead.acquire_permission_async()
+    loop = asyncio.get_running_loop()
+    ended: dict[str, float] = {}
+
+    async def wait(tag: str) -> bool:
+        granted = await bulkhead.try_acquire_permission_async()
+        ended[tag] = loop.time()
+        return granted
+
+    started = loop.time()
+    first = asyncio.create_task(wait("first"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(wait("second"))
+    third = asyncio.create_task(wait("third"))
+    await asyncio.sleep(0)
+    bulkhead.release_permission()  # handed to `first`
+    assert await first is True
+    assert await second is False and await third is False
+    assert ended["second"] - started >= 0.05  # its own deadline, not first's
+    assert bulkhead.metrics.available_concurrent_calls == 0
+    bulkhead.release_permission()
+    assert bulkhead.metrics.available_concurrent_calls == 1
+
+
 # --- waiting for a slot: hand-over ------------------------------------------------------------
 
 
