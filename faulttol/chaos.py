@@ -251,6 +251,8 @@ class ChaosStrategy:
             raise TypeError(f"{type(self).__name__} can only decorate a callable, got {fn!r}")
         rate = self._rate
         should_inject = self.should_inject
+        if not rate or self._enabled is False:  # never injects (both are fixed): pass through
+            return self._passthrough(fn)
         if inspect.iscoroutinefunction(fn):
             afn = cast("Callable[P, Awaitable[Any]]", fn)
             inject_async = self.inject_async
@@ -280,6 +282,23 @@ class ChaosStrategy:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorator form of :meth:`decorate`."""
         return self.decorate(fn)
+
+    @staticmethod
+    def _passthrough(fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(fn):
+            afn = cast("Callable[P, Awaitable[Any]]", fn)
+
+            @functools.wraps(fn)
+            async def passthrough_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await afn(*args, **kwargs)
+
+            return cast("Callable[P, R]", passthrough_async)
+
+        @functools.wraps(fn)
+        def passthrough(*args: P.args, **kwargs: P.kwargs) -> R:
+            return fn(*args, **kwargs)
+
+        return passthrough
 
 
 class ChaosFault(ChaosStrategy):
