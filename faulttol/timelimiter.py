@@ -345,10 +345,10 @@ class TimeLimiter:
             raise
         try:
             if self._real_waits:
-                concurrent.futures.wait((future,), timeout=self._timeout)
+                _wait(future, self._timeout)
             else:
                 while not future.done() and clock.monotonic() < deadline:
-                    concurrent.futures.wait((future,), timeout=_POLL)
+                    _wait(future, _POLL)
         except BaseException:  # the caller was interrupted
             if self._cancel:
                 future.cancel()
@@ -501,6 +501,25 @@ class TimeLimiter:
             events.publish(TimeLimiterOnErrorEvent(self._name, created_at=now, exception=exception))
         else:
             events.publish(kind(self._name, created_at=now))
+
+
+def _wait(future: concurrent.futures.Future[Any], timeout: float) -> None:
+    """Wait until ``future`` is done or ``timeout`` seconds have passed, whatever its outcome.
+
+    ``future.result(timeout)`` waits on the future's own condition (cheaper than
+    ``concurrent.futures.wait``, which installs a waiter); what it raises is told apart
+    afterwards: the call's own outcome (even a ``TimeoutError`` of its own) or our timeout
+    are left to the caller, anything else (``KeyboardInterrupt`` in this thread) propagates.
+    """
+    try:
+        future.result(timeout)
+    except BaseException as exc:
+        if future.done():
+            if future.cancelled() or future.exception() is exc:
+                return
+        elif isinstance(exc, concurrent.futures.TimeoutError):
+            return
+        raise
 
 
 def _retrieve(inner: asyncio.Future[Any]) -> None:

@@ -236,6 +236,21 @@ def test_the_system_clock_path_times_out_in_real_time() -> None:
     assert limiter.call(lambda: "fast") == "fast"
 
 
+def test_a_timeout_error_raised_by_the_call_itself_is_an_error_not_a_timeout() -> None:
+    # On the system clock's path the caller waits with future.result(timeout): the call's
+    # own TimeoutError must not be taken for the deadline.
+    limiter = TimeLimiter("t", TimeLimiterConfig(timeout_duration=5.0))
+    seen = recorder(limiter)
+
+    def own_timeout() -> None:
+        raise TimeoutError("the call's own")
+
+    with pytest.raises(TimeoutError, match="the call's own") as raised:
+        limiter.call(own_timeout)
+    assert not isinstance(raised.value, TimeLimitExceededError)
+    assert kinds(seen) == ["Error"] and counts(limiter) == (0, 1, 0)
+
+
 def test_a_full_executor_is_an_error_of_the_call(pool: ThreadPoolBulkhead) -> None:
     tiny = ThreadPoolBulkhead(
         "tiny",
