@@ -533,27 +533,26 @@ class Bulkhead:
     def _hand_over(self) -> None:
         """Hand free slots to queued waiters, oldest first (tokens were given back while
         somebody waits)."""
-        granted: list[_Waiter] = []
         tokens = self._tokens
-        with self._lock:
-            waiters = self._waiters
-            while self._live_waiters:
+        while True:  # usually once: one slot given back, one waiter woken
+            with self._lock:
+                if not self._live_waiters:
+                    return
                 try:
                     tokens.pop()
                 except IndexError:
-                    break  # a newcomer took it: its own release hands over the next one
+                    return  # a newcomer took it: its own release hands over the next one
+                waiters = self._waiters
                 while True:
                     waiter = waiters.popleft()
                     if not waiter.abandoned:
                         break
                 waiter.granted = True
                 self._live_waiters -= 1
-                granted.append(waiter)
-        for waiter in granted:
             try:
                 waiter.wake()
             except RuntimeError:  # its event loop is closed: nobody will take the slot
-                self._release()
+                tokens.append(None)
 
     def _enqueue(self, waiter: _Waiter) -> bool:
         """Queue ``waiter`` unless a slot is free now (then take it: ``True``)."""
@@ -572,6 +571,9 @@ class Bulkhead:
 
     def _leave(self, waiter: _Waiter) -> bool:
         """After waiting: ``True`` if ``waiter`` was granted a slot, else it leaves the queue."""
+        granted_before = waiter.granted  # set once, under the lock, before the wake-up
+        if granted_before:
+            return True
         with self._lock:
             if waiter.granted:
                 return True
