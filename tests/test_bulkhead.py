@@ -431,6 +431,20 @@ async def test_a_slot_freed_in_another_thread_wakes_an_asyncio_waiter() -> None:
     assert bulkhead.metrics.available_concurrent_calls == 1
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the abandoned task's coroutine
+def test_a_slot_handed_to_a_task_of_a_closed_loop_goes_back() -> None:
+    bulkhead = Bulkhead("b", BulkheadConfig(max_concurrent_calls=1, max_wait_duration=60))
+    bulkhead.acquire_permission()
+    loop = asyncio.new_event_loop()
+    waiter = loop.create_task(bulkhead.acquire_permission_async())
+    loop.run_until_complete(asyncio.sleep(0))  # the task is queued for a slot...
+    assert not waiter.done()
+    loop.close()  # ...and its loop is closed under it (the task is never resumed)
+    bulkhead.release_permission()  # the hand-over fails: the slot must not be lost
+    assert bulkhead.metrics.available_concurrent_calls == 1
+    assert bulkhead.try_acquire_permission()
+
+
 def test_threads_hammering_a_bulkhead_never_exceed_its_limit() -> None:
     limit = 3
     bulkhead = Bulkhead("b", BulkheadConfig(max_concurrent_calls=limit, max_wait_duration=30))
