@@ -424,7 +424,11 @@ class ThreadPoolBulkhead(Executor):
         )
         worker.thread = thread
         self._workers.add(worker)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:  # e.g. "can't start new thread": the call is not taken
+            self._workers.discard(worker)
+            raise
 
     def _work(self, worker: _Worker, item: _WorkItem | None) -> None:
         while item is not None:

@@ -443,3 +443,22 @@ def test_exported_to_prometheus_under_resilience4js_names(pools: list[ThreadPool
     # A Bulkhead's metrics are not mixed in.
     assert registry.get_sample_value("resilience4j_bulkhead_available_concurrent_calls",
                                      {"name": "work"}) is None
+
+
+def test_a_thread_that_cannot_start_is_not_counted(
+    pools: list[ThreadPoolBulkhead], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = ThreadPoolBulkhead(
+        "p", ThreadPoolBulkheadConfig(max_thread_pool_size=1, core_thread_pool_size=1)
+    )
+    pools.append(pool)
+
+    def cannot_start(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError, match="can't start"):
+            pool.submit(lambda: 1)
+    assert pool.metrics.thread_pool_size == 0
+    assert pool.submit(lambda: "started").result(WAIT) == "started"
