@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import _failover_ops as ops
-from ._failover_ops import IO, Kind, Op
+from ._failover_ops import IO, Kind, Op, always_replay
 from ._failover_types import Slot
 from ._health_monitor import AsyncHealthMonitor
 from ._provider_common import ProviderBase
@@ -37,10 +37,6 @@ _DELIVERING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 )
 """The provider whose switch listeners the current task is running (a listener's own
 switches are delivered after it returns, by the same loop)."""
-
-
-def _always(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
-    return True
 
 
 async def _resolve(result: Any) -> Any:
@@ -108,7 +104,7 @@ class AsyncOrderedProvider(ProviderBase[T]):
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = _always,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
     ) -> R:
         """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
         again (see :meth:`faulttol.OrderedProvider.execute_with`)."""

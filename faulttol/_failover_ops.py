@@ -25,6 +25,7 @@ from ._failover_types import Slot
 
 __all__ = [
     "IO",
+    "always_replay",
     "Kind",
     "Op",
     "check_target",
@@ -43,6 +44,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MayReplay = Callable[[BaseException, tuple[Any, ...]], bool]
+
+
+def always_replay(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
+    """The default ``may_replay``: every failed call may run again."""
+    return True
 
 
 class Kind(enum.Enum):

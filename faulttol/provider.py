@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 from . import _failover_ops as ops
 from ._async_provider import AsyncOrderedProvider
-from ._failover_ops import IO, Kind, Op
+from ._failover_ops import IO, Kind, Op, always_replay
 from ._failover_types import (
     ActiveState,
     NoValidTargetError,
@@ -114,10 +114,6 @@ def __getattr__(name: str) -> Any:
     return cls
 
 
-def _always(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
-    return True
-
-
 class OrderedProvider(ProviderBase[T]):
     """Fail over between ordered targets, for threads; see the module docstring, DESIGN.md
     and docs/provider.md.
@@ -185,7 +181,7 @@ class OrderedProvider(ProviderBase[T]):
         fn: Callable[..., R],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = _always,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
     ) -> R:
         """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
         again (on the same target or another); an ambiguous failure should answer False."""
@@ -253,14 +249,14 @@ class OrderedProvider(ProviderBase[T]):
         """Deprecated: use :class:`AsyncOrderedProvider` (this one probes synchronously,
         blocking the event loop). ``await fn(active_target, ...)`` with failover."""
         _warn_async("execute_async")
-        return await self._run_async(fn, args, kwargs, _always)
+        return await self._run_async(fn, args, kwargs, always_replay)
 
     async def execute_with_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = _always,
+        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
     ) -> R:
         """Deprecated: use :class:`AsyncOrderedProvider`. The asyncio twin of
         :meth:`execute_with`."""
