@@ -3,24 +3,31 @@
 :class:`Breaker` is the protocol: faulttol's :class:`~faulttol.CircuitBreaker` implements it,
 and so does any adapter (``faulttol.interop.pybreaker.PyBreakerAdapter``). ``Decorators`` and
 the providers accept any object that satisfies it (:func:`as_breaker`). Adapting a breaker of
-another library is the adapter's job: an interop module registers a converter with
-:func:`register_breaker_adapter` when it is imported (``faulttol.interop.pybreaker`` does), so
-the core never imports the interop modules — importing the adapter is what makes, e.g., a
-``pybreaker.CircuitBreaker`` acceptable where a breaker goes.
+another library is the adapter's job, and the core never imports the adapters: they are found
+through the ``faulttol.breaker_adapters`` entry-point group (faulttol declares
+``pybreaker = "faulttol.interop.pybreaker:adapt_breaker"``; other packages may declare
+theirs), loaded only when an object that is not a breaker is given, or registered at run time
+with :func:`register_breaker_adapter`. An adapter takes any object and returns a
+:class:`Breaker` for the ones it knows, ``None`` for the others.
 
-Public as ``faulttol.Breaker``; :func:`register_breaker_adapter` from
-:mod:`faulttol.breaker`'s neighbours is for interop modules.
+Public as ``faulttol.Breaker``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from ._state import State
 
-__all__ = ["Breaker", "as_breaker", "register_breaker_adapter"]
+__all__ = ["ADAPTER_ENTRY_POINTS", "Breaker", "as_breaker", "register_breaker_adapter"]
+
+_log = logging.getLogger("faulttol.breaker")
+
+ADAPTER_ENTRY_POINTS = "faulttol.breaker_adapters"
+"""The entry-point group of breaker adapters (``name = "module:function"``)."""
 
 
 class Breaker(Protocol):
@@ -69,30 +76,52 @@ def _satisfies(obj: object) -> bool:
     return all(hasattr(cls, member) or member in own for member in _MEMBERS)
 
 
-_ADAPTERS: list[Callable[[object], Breaker | None]] = []
+Adapter = Callable[[object], "Breaker | None"]
+
+_ADAPTERS: list[Adapter] = []
 _ADAPTERS_LOCK = threading.Lock()
+_discovered: tuple[Adapter, ...] | None = None
 
 
-def register_breaker_adapter(adapter: Callable[[object], Breaker | None]) -> None:
-    """Teach faulttol another kind of breaker: ``adapter(obj)`` returns a :class:`Breaker`
-    for the objects it knows, ``None`` for the others. Idempotent per adapter."""
+def register_breaker_adapter(adapter: Adapter) -> None:
+    """Teach faulttol another kind of breaker at run time (entry points are the declarative
+    way): ``adapter(obj)`` returns a :class:`Breaker` for the objects it knows, ``None`` for
+    the others. Idempotent per adapter."""
     with _ADAPTERS_LOCK:
         if adapter not in _ADAPTERS:
             _ADAPTERS.append(adapter)
 
 
+def _installed_adapters() -> tuple[Adapter, ...]:
+    """The adapters of the ``faulttol.breaker_adapters`` entry points, loaded once."""
+    global _discovered
+    with _ADAPTERS_LOCK:
+        if _discovered is None:
+            from importlib.metadata import entry_points
+
+            found: list[Adapter] = []
+            for point in entry_points(group=ADAPTER_ENTRY_POINTS):
+                try:
+                    found.append(point.load())
+                except Exception:  # a broken plugin must not break the others
+                    _log.warning("breaker adapter %r could not be loaded", point.value,
+                                 exc_info=True)
+            _discovered = tuple(found)
+        return (*_ADAPTERS, *_discovered)
+
+
 def as_breaker(obj: object, what: str = "breaker") -> Breaker:
-    """``obj`` if it satisfies :class:`Breaker`, else what a registered adapter makes of it;
+    """``obj`` if it satisfies :class:`Breaker`, else what an adapter makes of it;
     ``TypeError`` naming ``what`` otherwise."""
     if _satisfies(obj):
         return cast(Breaker, obj)
-    for adapter in tuple(_ADAPTERS):
+    for adapter in _installed_adapters():
         adapted = adapter(obj)
         if adapted is not None:
             return adapted
     raise TypeError(
         f"{what} must be a faulttol CircuitBreaker or an object with its breaker API "
-        "(faulttol.Breaker); to use a pybreaker.CircuitBreaker, import "
-        "faulttol.interop.pybreaker (or wrap it: PyBreakerAdapter(breaker)); "
-        f"got {type(obj).__name__}"
+        "(faulttol.Breaker), or a breaker an installed adapter knows (a pybreaker."
+        "CircuitBreaker: faulttol.interop.pybreaker); got "
+        f"{type(obj).__name__}"
     )

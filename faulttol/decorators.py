@@ -68,9 +68,10 @@ class Decorators(Generic[P, R]):
 
         Takes a faulttol :class:`~faulttol.CircuitBreaker` or any object with its breaker API
         (:class:`faulttol.Breaker`, e.g. a ``PyBreakerAdapter``). Adapting another library's
-        breaker is its adapter's job: once :mod:`faulttol.interop.pybreaker` is imported, a
-        ``pybreaker.CircuitBreaker`` is accepted too (wrapped in a ``PyBreakerAdapter``).
-        Anything else is a ``TypeError``.
+        breaker is its adapter's job, found through the ``faulttol.breaker_adapters`` entry
+        points: a ``pybreaker.CircuitBreaker`` is wrapped in a ``PyBreakerAdapter`` by
+        :mod:`faulttol.interop.pybreaker` (which this module never imports). Anything else is
+        a ``TypeError``.
         """
         if isinstance(breaker, CircuitBreaker):
             return Decorators(breaker.decorate(self._fn), self._original)

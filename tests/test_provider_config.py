@@ -255,6 +255,27 @@ def test_core_modules_do_not_import_the_interop_package() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_a_bare_pybreaker_breaker_is_adapted_through_the_entry_point_in_a_fresh_process() -> None:
+    """Deterministic: no import of faulttol.interop by the caller (or by another test) needed;
+    the adapter is loaded only when a non-faulttol breaker is given."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pybreaker\n"
+        "from faulttol import Decorators, OrderedProvider\n"
+        "assert 'faulttol.interop.pybreaker' not in sys.modules\n"
+        "p = OrderedProvider(['a'], circuit_breaker=[pybreaker.CircuitBreaker(name='pb')],\n"
+        "                    start_health_checks=False)\n"
+        "assert type(p.breaker(1)).__name__ == 'PyBreakerAdapter', p.breaker(1)\n"
+        "f = Decorators.of(lambda: 2).with_circuit_breaker(pybreaker.CircuitBreaker())\n"
+        "assert f.decorate()() == 2\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_breakers_are_made_in_the_registry_and_a_removed_target_leaves_it() -> None:
     registry = CircuitBreakerRegistry(clock=FakeClock())
     provider = OrderedProvider(["a", "b"], names=["east", "west"], breaker_registry=registry,

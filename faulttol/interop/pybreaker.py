@@ -22,11 +22,10 @@ Differences from calling pybreaker directly, on purpose:
 :func:`forward_events` goes the other way: it forwards a faulttol breaker's state transitions,
 failures and successes to ``pybreaker.CircuitBreakerListener`` objects.
 
-Importing this module registers its adapter with faulttol's core
-(:func:`faulttol._breaker_protocol.register_breaker_adapter`): from then on, a
-``pybreaker.CircuitBreaker`` is accepted wherever faulttol takes a breaker
-(``Decorators.with_circuit_breaker``, a provider's ``circuit_breaker=[...]``). The core never
-imports this module.
+:func:`adapt_breaker` is declared as faulttol's ``faulttol.breaker_adapters`` entry point: the
+core finds it when it is given a ``pybreaker.CircuitBreaker`` where a breaker goes
+(``Decorators.with_circuit_breaker``, a provider's ``circuit_breaker=[...]``) and adapts it,
+without ever importing this module itself.
 
 This is the only faulttol module that imports pybreaker.
 """
@@ -42,7 +41,6 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import pybreaker
 
-from .._breaker_protocol import register_breaker_adapter
 from .._clock import Clock, resolve_clock
 from ..breaker import CallNotPermittedError, CircuitBreaker, State
 from ..events import (
@@ -275,12 +273,11 @@ class PyBreakerAdapter:
         self._breaker.close()
 
 
-def _adapt(obj: object) -> PyBreakerAdapter | None:
-    """The adapter faulttol's core asks (registered below): pybreaker breakers only."""
+def adapt_breaker(obj: object) -> PyBreakerAdapter | None:
+    """A ``PyBreakerAdapter`` for a ``pybreaker.CircuitBreaker``, ``None`` for anything else:
+    the adapter faulttol's core finds through the ``faulttol.breaker_adapters`` entry point, so
+    a bare pybreaker breaker is accepted wherever faulttol takes a breaker."""
     return PyBreakerAdapter(obj) if isinstance(obj, pybreaker.CircuitBreaker) else None
-
-
-register_breaker_adapter(_adapt)
 
 
 def as_faulttol_breaker(obj: object) -> CircuitBreaker | PyBreakerAdapter:

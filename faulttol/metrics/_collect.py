@@ -8,7 +8,7 @@ thin views of one collector; the metrics themselves are defined in :mod:`._spec`
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -97,9 +97,9 @@ class _ProviderEntry:
             for key in [k for k in self.targets if k not in alive]:
                 del self.targets[key]
 
-    def target_rows(self) -> list[tuple[dict[str, Any], Any]]:
+    def target_rows(self) -> list[tuple[Mapping[str, Any], Any]]:
         """``(status row, breaker)`` per target; a target removed meanwhile is skipped."""
-        rows: list[tuple[dict[str, Any], Any]] = []
+        rows: list[tuple[Mapping[str, Any], Any]] = []
         for row in self.provider.status():
             try:
                 rows.append((row, self.provider.breaker(int(row["index"]))))

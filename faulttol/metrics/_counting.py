@@ -4,7 +4,7 @@ of a breaker's cumulative counters), retries by outcome, provider switches by re
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from ..breaker import CircuitBreakerCounters, State
@@ -48,7 +48,7 @@ class ProviderLike(Protocol):
 
     def add_switch_listener(self, listener: Callable[[SwitchEvent], object]) -> None: ...
 
-    def status(self) -> list[dict[str, Any]]: ...
+    def status(self) -> Sequence[Mapping[str, Any]]: ...
 
     def breaker(self, index: int) -> Any: ...
 
