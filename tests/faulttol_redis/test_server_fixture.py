@@ -1,7 +1,7 @@
 """Tests for faulttol_redis.testing's helpers: real redis-server processes and real faults.
 
-The pytest plugin's fixtures are used here as the suite's own; tests/test_pytest_plugin.py
-checks them from a user's project.
+The pytest plugin's fixtures are used here as the suite's own;
+tests/faulttol_redis/test_pytest_plugin.py checks them from a user's project.
 """
 
 from __future__ import annotations

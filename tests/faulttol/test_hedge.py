@@ -705,7 +705,7 @@ def test_mypy_sees_the_original_signature(tmp_path: Path) -> None:
     )
     target = tmp_path / "typed_hedge.py"
     target.write_text(source)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [
             sys.executable,

@@ -37,7 +37,7 @@ from faulttol.metrics import METRICS, MetricKind
 from faulttol.metrics.prometheus import PrometheusExporter
 from faulttol.testing import FakeClock
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 LabelKey = tuple[tuple[str, str], ...]
 

@@ -39,7 +39,7 @@ from faulttol.metrics import METRICS, MetricKind
 from faulttol.metrics.opentelemetry import METER_NAME, OpenTelemetryExporter
 from faulttol.testing import FakeClock
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 AttrKey = tuple[tuple[str, Any], ...]
 

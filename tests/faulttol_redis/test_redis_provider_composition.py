@@ -129,7 +129,7 @@ async def test_the_asyncio_provider_holds_an_async_ordered_provider(
 def test_the_import_contract_forbids_every_private_faulttol_module() -> None:
     import tomllib
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     settings = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     contract = next(
         c for c in settings["tool"]["importlinter"]["contracts"]
