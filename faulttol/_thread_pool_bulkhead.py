@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import itertools
 import os
@@ -46,6 +45,7 @@ from ._bulkhead_events import (
     BulkheadOnCallRejectedEvent,
 )
 from ._clock import Clock, resolve_clock
+from ._decorating import wrap_calls
 from .validation import check_instance, check_int, check_non_negative, check_str
 
 __all__ = [
@@ -213,6 +213,7 @@ class _Worker:
 
 def _run_coroutine(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
     """Run an ``async def`` function to completion in a fresh event loop (on a pool thread)."""
+
     async def main() -> T:
         return await fn(*args, **kwargs)
 
@@ -360,19 +361,14 @@ class ThreadPoolBulkhead(Executor):
         if not callable(fn):
             raise TypeError(f"ThreadPoolBulkhead can only decorate a callable, got {fn!r}")
         submit = self.submit
-        if inspect.iscoroutinefunction(fn):
 
-            @functools.wraps(fn)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await asyncio.wrap_future(submit(_run_coroutine, fn, args, kwargs))
-
-            return cast("Callable[P, R]", run_async)
-
-        @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        def run(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
             return submit(fn, *args, **kwargs).result()
 
-        return run
+        async def run_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.wrap_future(submit(_run_coroutine, fn, args, kwargs))
+
+        return wrap_calls(fn, run, run_async)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorator form of :meth:`decorate`."""

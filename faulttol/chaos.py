@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ._clock import Clock, resolve_clock
+from ._decorating import wrap_calls
 from ._errors import ConfigTypeError
 from .events import Event, EventPublisher
 from .validation import check_instance, check_non_negative, check_number, check_str, describe
@@ -285,20 +286,7 @@ class ChaosStrategy:
 
     @staticmethod
     def _passthrough(fn: Callable[P, R]) -> Callable[P, R]:
-        if inspect.iscoroutinefunction(fn):
-            afn = cast("Callable[P, Awaitable[Any]]", fn)
-
-            @functools.wraps(fn)
-            async def passthrough_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await afn(*args, **kwargs)
-
-            return cast("Callable[P, R]", passthrough_async)
-
-        @functools.wraps(fn)
-        def passthrough(*args: P.args, **kwargs: P.kwargs) -> R:
-            return fn(*args, **kwargs)
-
-        return passthrough
+        return wrap_calls(fn, None, None)
 
 
 class ChaosFault(ChaosStrategy):
@@ -437,8 +425,7 @@ class ChaosOutcome(ChaosStrategy):
         outcome = self.make_outcome()
         if self._wants(ChaosOnOutcomeEvent):
             self._events.publish(
-                ChaosOnOutcomeEvent(self._name, created_at=self._clock.monotonic(),
-                                    outcome=outcome)
+                ChaosOnOutcomeEvent(self._name, created_at=self._clock.monotonic(), outcome=outcome)
             )
         return outcome
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
-import inspect
 import math
 import threading
 from collections import deque
@@ -43,6 +41,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ._clock import Clock, SystemClock, resolve_clock
+from ._decorating import wrap_calls
 from ._hedge_pool import CachedThreadPool
 from .events import HedgeEvents, HedgeOnHedgeEvent, HedgeOnSuccessEvent
 from .validation import (
@@ -347,22 +346,7 @@ class Hedge:
         """Wrap ``fn`` (a plain or ``async def`` function) so every call is hedged."""
         if not callable(fn):
             raise TypeError(f"Hedge.decorate expects a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            call_async = self._call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(fn, args, kwargs)
-
-            return cast(Callable[P, T], async_wrapper)
-
-        call_sync = self._call_sync
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return cast(T, call_sync(fn, args, kwargs))
-
-        return wrapper
+        return wrap_calls(fn, self.call, self.call_async)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorator form of :meth:`decorate`."""

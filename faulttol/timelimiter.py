@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import inspect
 import logging
 import os
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ._clock import Clock, SystemClock, resolve_clock
+from ._decorating import wrap_calls
 from ._thread_pool_bulkhead import ThreadPoolBulkhead, ThreadPoolBulkheadConfig
 from .events import Event, EventPublisher
 from .validation import check_bool, check_instance, check_non_negative, check_str
@@ -107,9 +107,7 @@ class TimeLimiterConfig:
     queued on its executor is removed (a running thread cannot be stopped)."""
 
     def __post_init__(self) -> None:
-        check_non_negative(
-            "timeout_duration", self.timeout_duration, allowed="finite seconds >= 0"
-        )
+        check_non_negative("timeout_duration", self.timeout_duration, allowed="finite seconds >= 0")
         check_bool("cancel_running_future", self.cancel_running_future)
 
 
@@ -411,23 +409,7 @@ class TimeLimiter:
         def`` function is awaited with a deadline (see :meth:`call_async`)."""
         if not callable(fn):
             raise TypeError(f"TimeLimiter can only decorate a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-            afn = cast(Callable[P, Awaitable[Any]], fn)
-
-            @functools.wraps(fn)
-            async def limited_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(afn, *args, **kwargs)
-
-            return cast("Callable[P, R]", limited_async)
-
-        call = self.call
-
-        @functools.wraps(fn)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
-
-        return limited
+        return wrap_calls(fn, self.call, self.call_async)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorator form of :meth:`decorate`."""

@@ -32,16 +32,15 @@ This is the only faulttol module that imports pybreaker.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 import pybreaker
 
 from .._clock import Clock, resolve_clock
+from .._decorating import wrap_calls
 from ..breaker import CallNotPermittedError, CircuitBreaker, State
 from ..events import (
     CircuitBreakerOnErrorEvent,
@@ -237,22 +236,7 @@ class PyBreakerAdapter:
         """Wrap ``fn`` (a plain or ``async def`` function) with this breaker."""
         if not callable(fn):
             raise TypeError(f"PyBreakerAdapter.decorate expects a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            afn = cast(Callable[P, Awaitable[Any]], fn)
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(afn, *args, **kwargs)
-
-            return cast(Callable[P, T], async_wrapper)
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return wrap_calls(fn, self.call, self.call_async)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorator form of :meth:`decorate`."""
