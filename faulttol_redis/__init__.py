@@ -16,6 +16,7 @@ from .errors import (
     ClientClosedError,
     ClusterConnectionError,
     NoValidDatabaseError,
+    OutcomeUnknownError,
     TemporaryUnavailableError,
 )
 from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
@@ -35,6 +36,7 @@ __all__ = [
     "LagAwareHealthCheck",
     "MultiDbConfig",
     "NoValidDatabaseError",
+    "OutcomeUnknownError",
     "PingHealthCheck",
     "SwitchEvent",
     "SwitchReason",

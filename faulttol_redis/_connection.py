@@ -21,11 +21,18 @@ redis-py's stock TCP, TLS or Unix socket connection, and leaves any other class 
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio.connection as async_connection
 import redis.connection as sync_connection
+
+from ._hang import BLOCKING_NAMES, blocking_wait
+from .errors import OutcomeUnknownError
+
+_monotonic = time.monotonic
 
 __all__ = [
     "AsyncFailoverConnection",
@@ -48,11 +55,84 @@ def _mark(exc: BaseException, never_sent: bool) -> None:
         exc.never_sent = never_sent  # type: ignore[attr-defined]
 
 
-class _SyncMarking(sync_connection.AbstractConnection):
-    """Marks failures of ``connect`` and of the pre-write health check as never sent."""
+class _HangStamps:
+    """The per-connection state hang detection reads (see ``faulttol_redis._hang``)."""
+
+    _ft_since = 0.0
+    """Monotonic time since which the connection waits for a reply (0.0: it does not)."""
+    _ft_hung: str | None = None
+    """Set by the watchdog (the hung database's name) before it releases the connection."""
+    _ft_unwatched = False
+    """A Pub/Sub connection: never watched (set by the failover pubsub)."""
+
+    def _ft_released(self, exc: BaseException) -> BaseException:
+        """What a failed read raises: :class:`OutcomeUnknownError` when the watchdog
+        released the connection, else ``exc`` itself."""
+        hung = self._ft_hung
+        if hung is None:
+            return exc
+        self._ft_hung = None
+        error = OutcomeUnknownError(hung)
+        error.__cause__ = exc
+        return error
+
+    def _ft_stamp_blocking(self, args: tuple[Any, ...]) -> None:
+        """A blocking command is watched once its own timeout has passed (never for 0)."""
+        if args and args[0] in BLOCKING_NAMES:
+            wait = blocking_wait(args)
+            if wait is not None:
+                self._ft_since = _monotonic() + wait
+
+
+def release_hung(conn: Any, database: str) -> bool:
+    """From the watchdog: make ``conn``'s blocked read return and its command fail with
+    :class:`OutcomeUnknownError` naming ``database``. A sync connection's socket is shut
+    down both ways (the blocked ``recv`` returns); an asyncio connection's transport is
+    aborted (the awaiting read ends with a connection error)."""
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:  # asyncio
+        conn._ft_hung = database
+        writer.transport.abort()
+        return True
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return False
+    conn._ft_hung = database
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
+
+
+class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
+    """Marks failures of ``connect`` and of the pre-write health check as never sent, and
+    keeps the hang-detection stamp."""
 
     _ft_reconnect_after_use = False
     """Set when redis-py asks for a reconnect after the current command (see the module)."""
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        if args and args[0] in BLOCKING_NAMES:
+            self._ft_stamp_blocking(args)
+        super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._ft_since:
+            self._ft_since = _monotonic()
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._ft_since and not self._ft_unwatched:
+            self._ft_since = _monotonic()  # the next reply of a pipeline
+        try:
+            return super().read_response(*args, **kwargs)
+        except BaseException as exc:
+            if self._ft_hung is None:
+                raise
+            raise self._ft_released(exc) from exc
+        finally:
+            self._ft_since = 0.0
 
     def _ft_connect_failed(self, exc: BaseException) -> None:
         ambiguous = self._ft_reconnect_after_use
@@ -60,19 +140,29 @@ class _SyncMarking(sync_connection.AbstractConnection):
         _mark(exc, not ambiguous)
 
     def connect(self) -> None:
+        if self._sock is None:  # connecting: the TCP connect and the handshake are watched
+            self._ft_unwatched = False
+            self._ft_hung = None
+            self._ft_since = _monotonic()
         try:
             super().connect()  # type: ignore[no-untyped-call]
         except BaseException as exc:
             self._ft_connect_failed(exc)
             raise
+        finally:
+            self._ft_since = 0.0
         self._ft_reconnect_after_use = False
 
     def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
+        if self._sock is None:
+            self._ft_since = self._ft_since or _monotonic()
         try:
             super().connect_check_health(*args, **kwargs)
         except BaseException as exc:
             self._ft_connect_failed(exc)
             raise
+        finally:
+            self._ft_since = 0.0
         self._ft_reconnect_after_use = False
 
     def check_health(self) -> None:
@@ -104,7 +194,7 @@ class FailoverUnixDomainSocketConnection(
     written."""
 
 
-class _AsyncMarking(async_connection.AbstractConnection):
+class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
     """The asyncio twin of :class:`_SyncMarking`."""
 
     _ft_reconnect_after_use = False
@@ -114,20 +204,52 @@ class _AsyncMarking(async_connection.AbstractConnection):
         self._ft_reconnect_after_use = False
         _mark(exc, not ambiguous)
 
+    def pack_command(self, *args: Any) -> Any:
+        if args and args[0] in BLOCKING_NAMES:  # called by send_command, before the send
+            self._ft_stamp_blocking(args)
+        return super().pack_command(*args)
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._ft_since:
+            self._ft_since = _monotonic()
+        await super().send_packed_command(command, check_health)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._ft_since and not self._ft_unwatched:
+            self._ft_since = _monotonic()  # the next reply of a pipeline
+        try:
+            return await super().read_response(*args, **kwargs)
+        except BaseException as exc:
+            if self._ft_hung is None:
+                raise
+            raise self._ft_released(exc) from exc
+        finally:
+            self._ft_since = 0.0
+
     async def connect(self) -> None:
+        if not self.is_connected:  # connecting: the TCP connect and the handshake are watched
+            self._ft_unwatched = False
+            self._ft_hung = None
+            self._ft_since = _monotonic()
         try:
             await super().connect()  # type: ignore[no-untyped-call]
         except BaseException as exc:
             self._ft_connect_failed(exc)
             raise
+        finally:
+            self._ft_since = 0.0
         self._ft_reconnect_after_use = False
 
     async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
+        if not self.is_connected:
+            self._ft_since = self._ft_since or _monotonic()
         try:
             await super().connect_check_health(*args, **kwargs)
         except BaseException as exc:
             self._ft_connect_failed(exc)
             raise
+        finally:
+            self._ft_since = 0.0
         self._ft_reconnect_after_use = False
 
     async def check_health(self) -> None:

@@ -32,6 +32,7 @@ from faulttol import (
     TargetStatus,
 )
 
+from ._hang import HangWatch
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import NoValidDatabaseError, TemporaryUnavailableError
 from .healthcheck import HealthCheck
@@ -50,9 +51,14 @@ PROVIDER_NAME = "faulttol-redis"
 
 class DatabaseStatus(TargetStatus):
     """One row of ``provider.status()``: :class:`faulttol.TargetStatus` plus the database's
-    ``endpoint`` (``host:port/db`` or the masked URL: never a secret)."""
+    ``endpoint`` (``host:port/db`` or the masked URL: never a secret), how many times hang
+    detection found it hung (``hang_detections``), how many hedged reads were sent to it
+    (``hedges_sent``) and how many of those answered first (``hedge_wins``)."""
 
     endpoint: str
+    hang_detections: int
+    hedges_sent: int
+    hedge_wins: int
 
 
 class _DatabaseBase:
@@ -63,14 +69,22 @@ class _DatabaseBase:
     right after a command timed out). Subclasses say which kind of client to make.
     """
 
-    __slots__ = ("_fast_probe_client", "_lock", "_probe_client", "client", "config",
-                 "probe_timeout")
+    __slots__ = ("_fast_probe_client", "_hang_probe_client", "_lock", "_probe_client",
+                 "client", "config", "hang_detections", "hang_probe_timeout", "hang_watch",
+                 "hedge_wins", "hedges_sent", "probe_timeout")
 
-    def __init__(self, config: DatabaseConfig, probe_timeout: float) -> None:
+    def __init__(self, config: DatabaseConfig, probe_timeout: float,
+                 hang_probe_timeout: float = 0.5, hang_after: float | None = None) -> None:
         self.config = config
         self.probe_timeout = probe_timeout
+        self.hang_probe_timeout = hang_probe_timeout
+        self.hang_watch = None if hang_after is None else HangWatch(hang_after)
+        self.hang_detections = 0
+        self.hedges_sent = 0
+        self.hedge_wins = 0
         self._probe_client: Any = None
         self._fast_probe_client: Any = None
+        self._hang_probe_client: Any = None
         self._lock = threading.Lock()
         self.client: Any = self._new_client()
 
@@ -91,10 +105,21 @@ class _DatabaseBase:
                 self._probe_client = self._new_client(socket_timeout=t, socket_connect_timeout=t)
             return self._probe_client
 
+    def _get_hang_probe_client(self) -> Any:
+        """The client of the hang probe: a connection of its own, ``hang_probe_timeout``."""
+        with self._lock:
+            if self._hang_probe_client is None:
+                t = self.hang_probe_timeout
+                self._hang_probe_client = self._new_client(
+                    socket_timeout=t, socket_connect_timeout=t
+                )
+            return self._hang_probe_client
+
     def clients(self) -> list[Any]:
         """Every client made so far (command client first)."""
         with self._lock:
-            found = (self.client, self._probe_client, self._fast_probe_client)
+            found = (self.client, self._probe_client, self._fast_probe_client,
+                     self._hang_probe_client)
         return [c for c in found if c is not None]
 
     def __repr__(self) -> str:
@@ -284,7 +309,9 @@ class _RedisProviderBase(Generic[D, P]):
         healthy, breaker state and metrics, active."""
         dbs = self._ordered.targets
         return [
-            DatabaseStatus(**row, endpoint=db.config.endpoint)
+            DatabaseStatus(**row, endpoint=db.config.endpoint,
+                           hang_detections=db.hang_detections, hedges_sent=db.hedges_sent,
+                           hedge_wins=db.hedge_wins)
             for row, db in zip(self._ordered.status(), dbs, strict=False)
         ]
 

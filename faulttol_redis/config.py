@@ -75,6 +75,8 @@ __all__ = [
     "DEFAULT_HEALTH_CHECK_TIMEOUT",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEFAULT_HANG_DETECTION_AFTER",
+    "DEFAULT_HANG_PROBE_TIMEOUT",
     "DEFAULT_RETRY_AMBIGUOUS_WRITES",
     "DEFAULT_WEIGHT",
     "FAILOVER_STRATEGIES",
@@ -102,6 +104,12 @@ FAILOVER_STRATEGIES = ("ordered", "weighted")
 DEFAULT_FAILOVER_STRATEGY = "ordered"
 
 DEFAULT_RETRY_AMBIGUOUS_WRITES = False
+
+DEFAULT_HANG_DETECTION_AFTER = 0.5
+"""Seconds a command may wait for its reply before its database is probed for a hang."""
+
+DEFAULT_HANG_PROBE_TIMEOUT = 0.5
+"""Seconds the hang probe (one PING on a connection of its own) waits for its answer."""
 """Commands whose outcome is ambiguous (timeout after sending) are not replayed by default."""
 
 REDIS_CONNECTION_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -142,6 +150,12 @@ class MultiDbConfig:
     seconds, then ``NoValidDatabaseError``. ``active_index_store`` is a file where the
     active index is persisted across restarts (avoiding an unwanted failback on restart).
     ``retry_ambiguous_writes=True`` allows replaying commands whose outcome is ambiguous.
+    A command still waiting for its reply ``hang_detection_after`` seconds after it was sent
+    makes the client PING that database on a connection of its own (``hang_probe_timeout``
+    seconds); if the PING does not answer, the database is hung: it is failed over and the
+    commands waiting on it are released (None turns this off; see docs/hung-databases.md).
+    ``hedge_reads_after`` (None: off) sends a read-only command with no reply that long to
+    the next eligible database too (Active-Active deployments).
     A database whose ``health_check_url`` is plain ``http://`` is refused when a
     :class:`~faulttol_redis.LagAwareHealthCheck` would send it credentials, unless that
     check was made with ``allow_insecure_http=True``.
@@ -164,6 +178,9 @@ class MultiDbConfig:
     failover_strategy: str
     active_index_store: str | None
     retry_ambiguous_writes: bool
+    hang_detection_after: float | None
+    hang_probe_timeout: float
+    hedge_reads_after: float | None
 
     def __init__(
         self,
@@ -185,6 +202,9 @@ class MultiDbConfig:
         failover_strategy: str = DEFAULT_FAILOVER_STRATEGY,
         active_index_store: str | os.PathLike[str] | None = None,
         retry_ambiguous_writes: bool = DEFAULT_RETRY_AMBIGUOUS_WRITES,
+        hang_detection_after: float | None = DEFAULT_HANG_DETECTION_AFTER,
+        hang_probe_timeout: float = DEFAULT_HANG_PROBE_TIMEOUT,
+        hedge_reads_after: float | None = None,
     ) -> None:
         """Validate and freeze; ``None`` for a policy object means its default."""
         dbs = _validate_databases(databases)
@@ -247,6 +267,15 @@ class MultiDbConfig:
             "failover_strategy": failover_strategy,
             "active_index_store": store,
             "retry_ambiguous_writes": retry_ambiguous_writes,
+            "hang_detection_after": (
+                None if hang_detection_after is None
+                else check_positive("hang_detection_after", hang_detection_after)
+            ),
+            "hang_probe_timeout": check_positive("hang_probe_timeout", hang_probe_timeout),
+            "hedge_reads_after": (
+                None if hedge_reads_after is None
+                else check_positive("hedge_reads_after", hedge_reads_after)
+            ),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -299,7 +328,8 @@ _MULTIDB_FIELDS = (
     "health_check_interval", "health_check_probes", "health_check_probe_delay",
     "health_check_policy", "health_check_timeout", "auto_failback_interval",
     "auto_failback_grace_period", "failover_attempts", "failover_delay", "failover_strategy",
-    "active_index_store", "retry_ambiguous_writes",
+    "active_index_store", "retry_ambiguous_writes", "hang_detection_after",
+    "hang_probe_timeout", "hedge_reads_after",
 )
 
 

@@ -11,6 +11,8 @@ tell "wait and retry" from "give up"; they also subclass faulttol's pair
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,6 +23,7 @@ __all__ = [
     "ClientClosedError",
     "ClusterConnectionError",
     "NoValidDatabaseError",
+    "OutcomeUnknownError",
     "TemporaryUnavailableError",
 ]
 
@@ -68,6 +71,28 @@ class ClientClosedError(RedisConnectionError):
     connection errors keeps working; unlike :class:`TemporaryUnavailableError` retrying is
     pointless: build a new client.
     """
+
+
+class OutcomeUnknownError(RedisTimeoutError):
+    """A command was waiting on a database found hung: it was released, and whether it ran
+    there is unknown.
+
+    Raised when hang detection (``MultiDbConfig(hang_detection_after=...)``) found that a
+    database stopped answering (its probe PING got no answer within ``hang_probe_timeout``)
+    while the command waited for its reply, and the command is not replay-safe (a replay-safe
+    one runs again on the next database instead). A ``redis.exceptions.TimeoutError``, so code
+    that handles redis-py timeouts keeps working; ``database`` is the hung database's name.
+    """
+
+    def __init__(self, database: str) -> None:
+        super().__init__(
+            f"the outcome is unknown: database {database} stopped answering (hung) while "
+            "the command waited for its reply; it may or may not have run there"
+        )
+        self.database = database
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.database,))
 
 
 class _ClientClosed(BaseException):

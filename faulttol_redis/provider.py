@@ -12,6 +12,8 @@ persistence of the active index across restarts, Redis-flavoured "unavailable" e
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,6 +24,8 @@ from faulttol import CircuitBreakerRegistry, Clock, OrderedProvider
 from faulttol.health import run_probes
 
 from ._clients import create_client
+from ._connection import release_hung
+from ._hang import in_use_connections, scan_interval, waiting_since
 from ._provider_base import (
     TIMEOUT_PROBE_TIMEOUT,
     _DatabaseBase,
@@ -30,12 +34,15 @@ from ._provider_base import (
 )
 from ._sealing import seal_pools
 from .config import DatabaseConfig, MultiDbConfig
+from .errors import OutcomeUnknownError
 
 __all__ = ["TIMEOUT_PROBE_TIMEOUT", "Database", "FailoverProvider"]
 
 _log = logging.getLogger("faulttol_redis.provider")
 
 R = TypeVar("R")
+
+_monotonic = time.monotonic
 
 
 class Database(_DatabaseBase):
@@ -45,6 +52,13 @@ class Database(_DatabaseBase):
 
     def _new_client(self, **overrides: Any) -> Any:
         return create_client(self.config, **overrides)
+
+    def hang_probe(self) -> bool:
+        """The hang probe: one PING on a connection of its own, ``hang_probe_timeout``."""
+        try:
+            return bool(self._get_hang_probe_client().ping())
+        except Exception:
+            return False
 
     def probe_client(self, *, fast: bool = False) -> Any:
         """A client with short timeouts for health checks (not sharing the command pool)."""
@@ -110,9 +124,68 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
             raise
         if start_health_checks:
             self._ordered.start_health_checks()
+        self._watchdog_stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        if config.hang_detection_after is not None:
+            self._watchdog = threading.Thread(
+                target=self._watch_hangs,
+                args=(scan_interval(config.hang_detection_after),),
+                name="faulttol-redis-hang-watchdog",
+                daemon=True,
+            )
+            self._watchdog.start()
 
     def _new_database(self, config: DatabaseConfig) -> Database:
-        return Database(config, self.config.health_check_timeout)
+        cfg = self.config
+        return Database(config, cfg.health_check_timeout, cfg.hang_probe_timeout,
+                        cfg.hang_detection_after)
+
+    # ------------------------------------------------------------------------ hang detection
+
+    def _watch_hangs(self, interval: float) -> None:
+        """The watchdog thread: a scan every ``interval`` seconds until the provider closes."""
+        stop = self._watchdog_stop
+        while not stop.wait(interval):
+            try:
+                self.scan_hangs()
+            except Exception:  # pragma: no cover - a scan must never kill the watchdog
+                _log.exception("hang watchdog scan failed")
+
+    def scan_hangs(self) -> int:
+        """One scan of the watchdog (it runs every ``hang_detection_after / 4`` seconds):
+        probe each database one of whose commands has waited ``hang_detection_after``
+        seconds for its reply; a database whose probe fails is marked unhealthy (failing
+        over, reason ``HEALTH_CHECK``) and the commands waiting on it are released. Returns
+        how many databases were found hung."""
+        found = 0
+        ordered = self._ordered
+        for index in range(1, len(ordered) + 1):
+            try:
+                slot = ordered.slot(index)
+            except (IndexError, ValueError):  # removed meanwhile
+                break
+            db = slot.target
+            watch = db.hang_watch
+            if watch is None or self._watchdog_stop.is_set():
+                continue
+            if not watch.due(_monotonic(), waiting_since(in_use_connections(db.client))):
+                continue
+            if db.hang_probe():
+                watch.alive(_monotonic())
+                continue
+            watch.hung()
+            db.hang_detections += 1
+            found += 1
+            name = db.config.display_name
+            _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
+                         index, name, db.hang_probe_timeout)
+            ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
+            now = _monotonic()
+            for conn in in_use_connections(db.client):
+                since = conn._ft_since
+                if since and since <= now and not conn._ft_unwatched:
+                    release_hung(conn, name)
+        return found
 
     def _discard_databases(self, databases: list[Database]) -> None:
         for db in databases:
@@ -135,7 +208,10 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
         )
 
     def _probe_database(self, db: Database, exc: BaseException) -> bool:
-        """One probe right after a failed command; quick when the command timed out."""
+        """One probe right after a failed command; quick when the command timed out (none
+        after hang detection released it: the watchdog's probe has just failed)."""
+        if isinstance(exc, OutcomeUnknownError):
+            return False
         try:
             return self._checks_pass(db, fast=isinstance(exc, RedisTimeoutError))
         except Exception:
@@ -187,6 +263,10 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
         """Stop health checks and close every database's clients; their pools are sealed
         (a command still running reconnects nowhere: it ends with
         :class:`~faulttol_redis.ClientClosedError`). Idempotent."""
+        self._watchdog_stop.set()
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join()
         self._ordered.close()
         databases = self._all_databases()
         for db in databases:

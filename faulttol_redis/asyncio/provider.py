@@ -39,7 +39,9 @@ and closes every connection of every database (including removed ones).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -51,15 +53,20 @@ from faulttol import AsyncOrderedProvider, CircuitBreakerRegistry, Clock
 from faulttol.health import run_probes_async
 
 from .._clients import create_async_client
+from .._connection import release_hung
+from .._hang import in_use_connections, scan_interval, waiting_since
 from .._provider_base import _DatabaseBase, _deprecated, _RedisProviderBase
 from .._sealing import owned_pools, seal_async_pool
 from ..config import DatabaseConfig, MultiDbConfig
+from ..errors import OutcomeUnknownError
 
 __all__ = ["AsyncDatabase", "FailoverProvider"]
 
 _log = logging.getLogger("faulttol_redis.asyncio")
 
 R = TypeVar("R")
+
+_monotonic = time.monotonic
 
 
 async def _aclose_quietly(client: Any, owner: str) -> None:
@@ -76,6 +83,13 @@ class AsyncDatabase(_DatabaseBase):
 
     def _new_client(self, **overrides: Any) -> Any:
         return create_async_client(self.config, **overrides)
+
+    async def hang_probe(self) -> bool:
+        """The hang probe: one PING on a connection of its own, ``hang_probe_timeout``."""
+        try:
+            return bool(await self._get_hang_probe_client().ping())
+        except Exception:
+            return False
 
     async def probe_client(self, *, fast: bool = False) -> Any:
         """A client with short timeouts for health checks (a cluster client is initialized,
@@ -149,9 +163,56 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         self._initialized = False
         self._init_lock = asyncio.Lock()
         self._aclosed = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     def _new_database(self, config: DatabaseConfig) -> AsyncDatabase:
-        return AsyncDatabase(config, self.config.health_check_timeout)
+        cfg = self.config
+        return AsyncDatabase(config, cfg.health_check_timeout, cfg.hang_probe_timeout,
+                             cfg.hang_detection_after)
+
+    # ------------------------------------------------------------------------ hang detection
+
+    async def _watch_hangs(self, interval: float) -> None:
+        """The watchdog task: a scan every ``interval`` seconds until the provider closes."""
+        while not self._aclosed:
+            await asyncio.sleep(interval)
+            try:
+                await self.scan_hangs()
+            except Exception:  # pragma: no cover - a scan must never kill the watchdog
+                _log.exception("hang watchdog scan failed")
+
+    async def scan_hangs(self) -> int:
+        """One scan of the watchdog (see :meth:`faulttol_redis.FailoverProvider.scan_hangs`):
+        the same decisions, for asyncio. Returns how many databases were found hung."""
+        found = 0
+        ordered = self._ordered
+        for index in range(1, len(ordered) + 1):
+            try:
+                slot = ordered.slot(index)
+            except (IndexError, ValueError):  # removed meanwhile
+                break
+            db = slot.target
+            watch = db.hang_watch
+            if watch is None or self._aclosed:
+                continue
+            if not watch.due(_monotonic(), waiting_since(in_use_connections(db.client))):
+                continue
+            if await db.hang_probe():
+                watch.alive(_monotonic())
+                continue
+            watch.hung()
+            db.hang_detections += 1
+            found += 1
+            name = db.config.display_name
+            _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
+                         index, name, db.hang_probe_timeout)
+            await ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
+            now = _monotonic()
+            for conn in in_use_connections(db.client):
+                since = conn._ft_since
+                if since and since <= now and not conn._ft_unwatched:
+                    release_hung(conn, name)
+        return found
 
     # ------------------------------------------------------------------------------ startup
 
@@ -178,6 +239,12 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
             self._initialized = True
             if self._start_health_checks:
                 self._ordered.start_health_checks()
+            after = self.config.hang_detection_after
+            if after is not None:
+                self._watchdog = asyncio.get_running_loop().create_task(
+                    self._watch_hangs(scan_interval(after)),
+                    name="faulttol-redis-hang-watchdog",
+                )
 
     # ------------------------------------------------------------------------ health checks
 
@@ -199,7 +266,10 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         )
 
     async def _probe_database(self, db: AsyncDatabase, exc: BaseException) -> bool:
-        """One probe right after a failed command; quick when the command timed out."""
+        """One probe right after a failed command; quick when the command timed out (none
+        after hang detection released it: the watchdog's probe has just failed)."""
+        if isinstance(exc, OutcomeUnknownError):
+            return False
         return await self._checks_pass(db, fast=isinstance(exc, RedisTimeoutError))
 
     async def run_health_checks(self) -> None:
@@ -252,6 +322,11 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         if self._aclosed:
             return
         self._aclosed = True
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watchdog
         await self._ordered.aclose()
         databases = self._all_databases()
         for db in databases:
