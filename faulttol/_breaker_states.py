@@ -18,13 +18,6 @@ from .window import CountWindow, TimeWindow
 
 __all__ = ["STATES", "BreakerState", "StateHost"]
 
-_CLOSED = State.CLOSED
-_OPEN = State.OPEN
-_HALF_OPEN = State.HALF_OPEN
-_DISABLED = State.DISABLED
-_FORCED_OPEN = State.FORCED_OPEN
-_METRICS_ONLY = State.METRICS_ONLY
-
 
 class StateHost(Protocol):
     """What the states read and change on the breaker (the breaker is the one host): a
@@ -141,7 +134,7 @@ class _Closed(_FreshMainWindow):
     """Admits every call; opens when a rate of the window reaches its threshold."""
 
     __slots__ = ()
-    state = _CLOSED
+    state = State.CLOSED
     admits_all = True
 
     def enter(self, breaker: StateHost, now: float) -> None:
@@ -158,7 +151,7 @@ class _Closed(_FreshMainWindow):
         failure, slow = breaker._exceeded(window, breaker.config.minimum_number_of_failures)
         if failure or slow:
             breaker._emit_exceeded(out, window, failure, slow, now)
-            breaker._transition(_OPEN, now, out)
+            breaker._transition(State.OPEN, now, out)
         else:
             breaker._refresh_fast_path()
 
@@ -169,7 +162,7 @@ class _Open(BreakerState):
     automatic transition is enabled, moves it to HALF_OPEN."""
 
     __slots__ = ()
-    state = _OPEN
+    state = State.OPEN
     timed = True
 
     def enter(self, breaker: StateHost, now: float) -> None:
@@ -182,7 +175,7 @@ class _Open(BreakerState):
     def acquire(self, breaker: StateHost, now: float, out: list[CircuitBreakerEvent]) -> bool:
         if now < breaker._open_until:
             return False
-        breaker._transition(_HALF_OPEN, now, out)
+        breaker._transition(State.HALF_OPEN, now, out)
         return breaker._behavior.acquire(breaker, now, out)
 
     def would_admit(self, breaker: StateHost, now: float) -> bool:
@@ -193,7 +186,7 @@ class _Open(BreakerState):
             breaker.config.automatic_transition_from_open_to_half_open_enabled
             and now >= breaker._open_until
         ):
-            return _HALF_OPEN
+            return State.HALF_OPEN
         return None
 
     def deadline(self, breaker: StateHost) -> float:
@@ -206,7 +199,7 @@ class _HalfOpen(BreakerState):
     lasts longer than ``max_wait_duration_in_half_open_state`` (if set)."""
 
     __slots__ = ()
-    state = _HALF_OPEN
+    state = State.HALF_OPEN
     timed = True
 
     def enter(self, breaker: StateHost, now: float) -> None:
@@ -245,12 +238,12 @@ class _HalfOpen(BreakerState):
             failure, slow = breaker._exceeded(window, 0)
             if failure or slow:
                 breaker._emit_exceeded(out, window, failure, slow, now)
-                breaker._transition(_OPEN, now, out)
+                breaker._transition(State.OPEN, now, out)
             else:
-                breaker._transition(_CLOSED, now, out)
+                breaker._transition(State.CLOSED, now, out)
 
     def time_due(self, breaker: StateHost, now: float) -> State | None:
-        return _OPEN if now >= breaker._half_open_deadline else None
+        return State.OPEN if now >= breaker._half_open_deadline else None
 
     def deadline(self, breaker: StateHost) -> float:
         return breaker._half_open_deadline
@@ -260,7 +253,7 @@ class _Disabled(_FreshMainWindow):
     """Admits every call, records nothing, publishes no success/error events."""
 
     __slots__ = ()
-    state = _DISABLED
+    state = State.DISABLED
     admits_all = True
     records = False
 
@@ -270,7 +263,7 @@ class _ForcedOpen(_FreshMainWindow):
     transition; records nothing."""
 
     __slots__ = ()
-    state = _FORCED_OPEN
+    state = State.FORCED_OPEN
     records = False
 
 
@@ -278,7 +271,7 @@ class _MetricsOnly(_FreshMainWindow):
     """Admits every call, records and reports each exceeded rate once, never trips."""
 
     __slots__ = ()
-    state = _METRICS_ONLY
+    state = State.METRICS_ONLY
     admits_all = True
 
     def on_recorded(

@@ -68,23 +68,7 @@ class BulkheadEvents(EventPublisher[BulkheadEvent]):
     skips building events on its hot path, and learns here that it must start.
     """
 
-    __slots__ = ("_changed",)
-
-    def __init__(self, changed: Callable[[], None] | None = None) -> None:
-        super().__init__()
-        self._changed = changed
-
-    def on_event(self, consumer: C) -> C:
-        super().on_event(consumer)
-        if self._changed is not None:
-            self._changed()
-        return consumer
-
-    def _on(self, kind: type[Event], consumer: C) -> C:
-        super()._on(kind, consumer)
-        if self._changed is not None:
-            self._changed()
-        return consumer
+    __slots__ = ()
 
     def on_call_permitted(self, consumer: C) -> C:
         """Receive :class:`BulkheadOnCallPermittedEvent`."""

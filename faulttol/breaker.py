@@ -81,8 +81,8 @@ from .events import (
     CircuitBreakerOnSlowCallRateExceededEvent,
     CircuitBreakerOnStateTransitionEvent,
     CircuitBreakerOnSuccessEvent,
-    Event,
 )
+from .events import Event as Event  # importable from here before the split
 from .window import CountWindow, Snapshot, TimeWindow, rate
 
 __all__ = [
@@ -139,27 +139,6 @@ class CallNotPermittedError(Exception):
         return (type(self), (self.breaker_name, self.state))
 
 
-class _BreakerEvents(CircuitBreakerEvents):
-    """The breaker's publisher: tells the breaker when consumers register, because an
-    unobserved breaker takes a shorter success path (it has no events to build)."""
-
-    __slots__ = ("_changed",)
-
-    def __init__(self, changed: Callable[[], None]) -> None:
-        super().__init__()
-        self._changed = changed
-
-    def on_event(self, consumer: C) -> C:
-        super().on_event(consumer)
-        self._changed()
-        return consumer
-
-    def _on(self, kind: type[Event], consumer: C) -> C:
-        super()._on(kind, consumer)
-        self._changed()
-        return consumer
-
-
 # Outcome of classifying an exception.
 _SUCCESS, _FAILURE, _IGNORED, _NOT_COUNTED = range(4)
 
@@ -181,7 +160,7 @@ class CircuitBreaker:
         self.name = name
         self.config = config if config is not None else CircuitBreakerConfig()
         self.clock: Clock = resolve_clock(clock)
-        self.events: CircuitBreakerEvents = _BreakerEvents(self._listeners_changed)
+        self.events: CircuitBreakerEvents = CircuitBreakerEvents(self._listeners_changed)
         self._metrics = CircuitBreakerMetrics(self)
         self._monotonic = self.clock.monotonic
         self._lock = threading.Lock()

@@ -199,24 +199,31 @@ class EventPublisher(Generic[E]):
 
     Registration is thread-safe (copy-on-write lists), and delivery reads an immutable
     snapshot, so a consumer may register further consumers while an event is delivered.
+    ``changed`` (when given) is called after every registration: a component nobody listens
+    to skips building events on its hot path, and learns here that it must start.
     """
 
-    __slots__ = ("_all", "_by_type", "_lock")
+    __slots__ = ("_all", "_by_type", "_changed", "_lock")
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Callable[[], None] | None = None) -> None:
         self._by_type: dict[type[Event], tuple[Callable[[Any], object], ...]] = {}
         self._all: tuple[Callable[[Any], object], ...] = ()
         self._lock = threading.Lock()
+        self._changed = changed
 
     def on_event(self, consumer: C) -> C:
         """Receive every event this publisher emits."""
         with self._lock:
             self._all = (*self._all, consumer)
+        if self._changed is not None:
+            self._changed()
         return consumer
 
     def _on(self, kind: type[Event], consumer: C) -> C:
         with self._lock:
             self._by_type = {**self._by_type, kind: (*self._by_type.get(kind, ()), consumer)}
+        if self._changed is not None:
+            self._changed()
         return consumer
 
     def wants(self, kind: type[Event]) -> bool:

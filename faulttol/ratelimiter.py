@@ -161,27 +161,6 @@ class RateLimiterEvents(EventPublisher[RateLimiterEvent]):
         return self._on(RateLimiterOnFailureEvent, consumer)
 
 
-class _LimiterEvents(RateLimiterEvents):
-    """The limiter's publisher: tells the limiter when consumers register, so that an
-    unobserved limiter builds no event on its hot path."""
-
-    __slots__ = ("_changed",)
-
-    def __init__(self, changed: Callable[[], None]) -> None:
-        super().__init__()
-        self._changed = changed
-
-    def on_event(self, consumer: C) -> C:
-        super().on_event(consumer)
-        self._changed()
-        return consumer
-
-    def _on(self, kind: type[Event], consumer: C) -> C:
-        super()._on(kind, consumer)
-        self._changed()
-        return consumer
-
-
 # --- metrics -----------------------------------------------------------------------------
 
 
@@ -315,7 +294,7 @@ class RateLimiter:
         self._config = config
         self.clock: Clock = resolve_clock(clock)
         self._monotonic = self.clock.monotonic
-        self._events = _LimiterEvents(self._listeners_changed)
+        self._events = RateLimiterEvents(self._listeners_changed)
         self._publish = False
         self._metrics = RateLimiterMetrics(self)
         self._lock = threading.Lock()
@@ -364,9 +343,7 @@ class RateLimiter:
 
     # --- the cycle arithmetic (under _lock) ------------------------------------------------
 
-    def _new_cycle(
-        self, cycle: int, granted: int, tokens: Iterator[int] | None = None
-    ) -> _Cycle:
+    def _new_cycle(self, cycle: int, granted: int, tokens: Iterator[int] | None = None) -> _Cycle:
         end = self._start + (cycle + 1) * self._period_ns / _NS
         return _Cycle(cycle, end, granted, itertools.count() if tokens is None else tokens)
 
@@ -640,9 +617,7 @@ class RateLimiter:
         @functools.wraps(fn)
         def limited(*args: P.args, **kwargs: P.kwargs) -> R:
             current = limiter._current
-            if (
-                monotonic() < current.end and next(current.tokens) < current.granted
-            ) or take_one():
+            if (monotonic() < current.end and next(current.tokens) < current.granted) or take_one():
                 if limiter._publish:
                     limiter._publish_outcome(True, 1)
             elif not acquire_permission():
@@ -661,9 +636,7 @@ class RateLimiter:
         @functools.wraps(fn)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
             current = limiter._current
-            if (
-                monotonic() < current.end and next(current.tokens) < current.granted
-            ) or take_one():
+            if (monotonic() < current.end and next(current.tokens) < current.granted) or take_one():
                 if limiter._publish:
                     limiter._publish_outcome(True, 1)
             elif not await acquire_permission_async():
