@@ -101,19 +101,11 @@ def _check_window_args(size: int, slow_call_duration_threshold: float) -> None:
         )
 
 
-class CountWindow:
-    """The outcomes of the last ``size`` recorded calls.
-
-    ``total_calls``, ``failed_calls``, ``slow_calls`` and ``slow_failed_calls`` are running
-    totals (read them under the breaker's lock, after :meth:`record` or :meth:`refresh`);
-    ``folded_successes`` counts the queued successes taken in since creation (never reset).
-    """
+class _Window:
+    """What both windows keep: the running totals, the successes queued without the lock,
+    the size and the slow threshold."""
 
     __slots__ = (
-        "_codes",
-        "_durations",
-        "_next",
-        "_queue_max_duration",
         "_queued",
         "_size",
         "_slow_threshold",
@@ -128,6 +120,39 @@ class CountWindow:
         _check_window_args(size, slow_call_duration_threshold)
         self._size = size
         self._slow_threshold = float(slow_call_duration_threshold)
+        # A list: appends are atomic, and only the lock holder removes (a prefix), so
+        # folding is C-level slice operations, no per-item pops. try_queue_success stops at
+        # MAX_QUEUED_SUCCESSES (every queued success is counted: none may be dropped, as a
+        # deque's maxlen would).
+        self._queued: list[float] = []
+        self.folded_successes = 0
+        self._zero_totals()
+
+    def _zero_totals(self) -> None:
+        self.total_calls = self.failed_calls = self.slow_calls = self.slow_failed_calls = 0
+
+    def _snapshot(self, total_duration: float) -> Snapshot:
+        return Snapshot(
+            self.total_calls,
+            self.failed_calls,
+            self.slow_calls,
+            self.slow_failed_calls,
+            total_duration,
+        )
+
+
+class CountWindow(_Window):
+    """The outcomes of the last ``size`` recorded calls.
+
+    ``total_calls``, ``failed_calls``, ``slow_calls`` and ``slow_failed_calls`` are running
+    totals (read them under the breaker's lock, after :meth:`record` or :meth:`refresh`);
+    ``folded_successes`` counts the queued successes taken in since creation (never reset).
+    """
+
+    __slots__ = ("_codes", "_durations", "_next", "_queue_max_duration")
+
+    def __init__(self, size: int, slow_call_duration_threshold: float) -> None:
+        super().__init__(size, slow_call_duration_threshold)
         # The longest success that may be queued: the slow threshold, or -inf (queueing off),
         # so that one comparison decides on the hot path.
         self._queue_max_duration = _NEVER
@@ -135,15 +160,6 @@ class CountWindow:
         self._codes = [0] * size
         self._durations = [0.0] * size
         self._next = 0
-        # A list: appends are atomic, and only the lock holder removes (a prefix), so folding
-        # is two C-level slice operations. try_queue_success stops at MAX_QUEUED_SUCCESSES
-        # (every queued success is counted: none may be dropped, as a deque's maxlen would).
-        self._queued: list[float] = []
-        self.folded_successes = 0
-        self.total_calls = 0
-        self.failed_calls = 0
-        self.slow_calls = 0
-        self.slow_failed_calls = 0
 
     @property
     def size(self) -> int:
@@ -204,13 +220,7 @@ class CountWindow:
     def snapshot(self, now: float = 0.0) -> Snapshot:
         """The current aggregate (folds queued successes in first)."""
         self.refresh(now)
-        return Snapshot(
-            self.total_calls,
-            self.failed_calls,
-            self.slow_calls,
-            self.slow_failed_calls,
-            math.fsum(self._durations),
-        )
+        return self._snapshot(math.fsum(self._durations))
 
     def reset(self) -> None:
         """Forget every outcome (and turn queueing off); queued successes are counted in
@@ -220,7 +230,7 @@ class CountWindow:
         self._codes = [0] * self._size
         self._durations = [0.0] * self._size
         self._next = 0
-        self.total_calls = self.failed_calls = self.slow_calls = self.slow_failed_calls = 0
+        self._zero_totals()
 
     def _count(self, code: int, delta: int) -> None:
         if code & _FAILED:
@@ -285,7 +295,7 @@ class _Bucket:
         self.duration = 0.0
 
 
-class TimeWindow:
+class TimeWindow(_Window):
     """The outcomes of the calls recorded in the last ``size`` seconds.
 
     A ring of ``size`` one-second buckets; the newest bucket is the second of the latest
@@ -295,41 +305,17 @@ class TimeWindow:
     ``folded_successes`` counts the queued successes taken in since creation (never reset).
     """
 
-    __slots__ = (
-        "_buckets",
-        "_head",
-        "_head_second",
-        "_queue_allowed",
-        "_queue_until",
-        "_queued",
-        "_size",
-        "_slow_threshold",
-        "failed_calls",
-        "folded_successes",
-        "slow_calls",
-        "slow_failed_calls",
-        "total_calls",
-    )
+    __slots__ = ("_buckets", "_head", "_head_second", "_queue_allowed", "_queue_until")
 
     def __init__(self, size: int, slow_call_duration_threshold: float) -> None:
-        _check_window_args(size, slow_call_duration_threshold)
-        self._size = size
-        self._slow_threshold = float(slow_call_duration_threshold)
+        super().__init__(size, slow_call_duration_threshold)
         self._buckets = [_Bucket() for _ in range(size)]
         self._head = 0
         self._head_second: int | None = None
-        # A list: appends are atomic, and only the lock holder removes (a prefix), so
-        # folding needs no per-item pops.
-        self._queued: list[float] = []
         # Successes ending before this time belong to the head bucket and may be queued
         # (-inf while queueing is off).
         self._queue_allowed = False
         self._queue_until = _NEVER
-        self.folded_successes = 0
-        self.total_calls = 0
-        self.failed_calls = 0
-        self.slow_calls = 0
-        self.slow_failed_calls = 0
 
     @property
     def size(self) -> int:
@@ -379,13 +365,7 @@ class TimeWindow:
     def snapshot(self, now: float) -> Snapshot:
         """The aggregate of the last ``size`` seconds as of ``now``."""
         self.refresh(now)
-        return Snapshot(
-            self.total_calls,
-            self.failed_calls,
-            self.slow_calls,
-            self.slow_failed_calls,
-            math.fsum(b.duration for b in self._buckets),
-        )
+        return self._snapshot(math.fsum(b.duration for b in self._buckets))
 
     def fold_queued(self) -> None:
         """Fold queued successes into the newest bucket, without rolling the ring.
@@ -414,7 +394,7 @@ class TimeWindow:
         self._head = 0
         self._head_second = None
         self._queue_until = _NEVER
-        self.total_calls = self.failed_calls = self.slow_calls = self.slow_failed_calls = 0
+        self._zero_totals()
 
     def _fold(self) -> None:
         queued = self._queued
