@@ -35,7 +35,7 @@ from ._provider_config import (
 from .breaker import CircuitBreaker
 from .registry import CircuitBreakerRegistry
 from .retry import Retry, RetryConfig
-from .validation import check_instance, check_non_negative
+from .validation import check_config, check_instance, check_non_negative
 
 __all__ = ["DEPRECATED_KEYWORDS", "ProviderBase"]
 
@@ -126,7 +126,8 @@ class ProviderBase(Generic[T]):
         else:
             breakers = [self._new_breaker(label) for label in labels]
         self._retry = (
-            retry if isinstance(retry, Retry)
+            retry
+            if isinstance(retry, Retry)
             else Retry(f"{name}-retry", cfg.retry, clock=self._clock)
         )
         self._health_check = health_check
@@ -188,8 +189,9 @@ class ProviderBase(Generic[T]):
             return self._breaker_registry.circuit_breaker(full, config)
         return CircuitBreaker(full, config, clock=self._clock)
 
-    def _set_checks(self, health_check: Callable[[T], Any],
-                    probe: Callable[[T, BaseException], Any] | None) -> bool:
+    def _set_checks(
+        self, health_check: Callable[[T], Any], probe: Callable[[T, BaseException], Any] | None
+    ) -> bool:
         """Install a health check (and probe); returns whether a monitor must be made."""
         if not callable(health_check):
             raise TypeError(f"health_check must be callable, got {type(health_check).__name__}")
@@ -300,8 +302,14 @@ class ProviderBase(Generic[T]):
             core.listeners = tuple(x for x in core.listeners if x is not listener)
 
     def _log_switch(self, event: SwitchEvent) -> None:
-        _log.warning("%s: switched from %s %d to %d (%s)", self.name, self._core.noun,
-                     event.previous_index, event.index, event.reason.value)
+        _log.warning(
+            "%s: switched from %s %d to %d (%s)",
+            self.name,
+            self._core.noun,
+            event.previous_index,
+            event.index,
+            event.reason.value,
+        )
 
     # ------------------------------------------------------------------- live reconfiguration
 
@@ -345,10 +353,7 @@ def _merged_config(
 ) -> ProviderConfig:
     """``config`` (default: ``ProviderConfig()``) with the keywords that differ from their
     defaults, and the deprecated 0.1.0 keywords (with a ``DeprecationWarning``), applied."""
-    if config is None:
-        base = ProviderConfig()
-    else:
-        base = check_instance("config", config, ProviderConfig, "a ProviderConfig or None")
+    base = check_config("config", config, ProviderConfig)
     defaults = {
         "circuit_breaker": None,
         "retry": None,

@@ -46,7 +46,7 @@ from ._bulkhead_events import (
 )
 from ._clock import Clock, resolve_clock
 from ._decorating import wrap_calls
-from .validation import check_instance, check_int, check_non_negative, check_str
+from .validation import check_config, check_int, check_non_negative, check_str
 
 __all__ = [
     "DEFAULT_CORE_THREAD_POOL_SIZE",
@@ -246,12 +246,7 @@ class ThreadPoolBulkhead(Executor):
         clock: Clock | None = None,
     ) -> None:
         check_str("name", name)
-        if config is None:
-            config = ThreadPoolBulkheadConfig()
-        else:
-            check_instance(
-                "config", config, ThreadPoolBulkheadConfig, "a ThreadPoolBulkheadConfig or None"
-            )
+        config = check_config("config", config, ThreadPoolBulkheadConfig)
         self._name = name
         self._config = config
         self._clock: Clock = resolve_clock(clock)

@@ -61,7 +61,7 @@ from ._thread_pool_bulkhead import (
     ThreadPoolBulkheadConfig,
     ThreadPoolBulkheadMetrics,
 )
-from .validation import check_instance, check_int, check_non_negative, check_str
+from .validation import check_config, check_int, check_non_negative, check_str
 
 __all__ = [
     "DEFAULT_CORE_THREAD_POOL_SIZE",
@@ -290,10 +290,7 @@ class Bulkhead:
         self, name: str, config: BulkheadConfig | None = None, *, clock: Clock | None = None
     ) -> None:
         check_str("name", name)
-        if config is None:
-            config = BulkheadConfig()
-        else:
-            check_instance("config", config, BulkheadConfig, "a BulkheadConfig or None")
+        config = check_config("config", config, BulkheadConfig)
         self._name = name
         self._config = config
         self._clock: Clock = resolve_clock(clock)
@@ -523,9 +520,7 @@ class Bulkhead:
         """Give a slot back (to the longest waiting caller, if any)."""
         tokens = self._tokens
         if len(tokens) >= self._config.max_concurrent_calls:
-            raise RuntimeError(
-                f"Bulkhead {self._name!r}: a slot given back that was not taken"
-            )
+            raise RuntimeError(f"Bulkhead {self._name!r}: a slot given back that was not taken")
         tokens.append(None)
         if self._live_waiters:
             self._hand_over()

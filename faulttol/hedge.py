@@ -46,8 +46,8 @@ from ._hedge_pool import CachedThreadPool
 from .events import HedgeEvents, HedgeOnHedgeEvent, HedgeOnSuccessEvent
 from .validation import (
     check_callable,
+    check_config,
     check_exception_types,
-    check_instance,
     check_int,
     check_non_negative,
     check_str,
@@ -201,10 +201,7 @@ class Hedge:
         self, name: str, config: HedgeConfig | None = None, *, clock: Clock | None = None
     ) -> None:
         check_str("name", name)
-        if config is None:
-            config = HedgeConfig()
-        else:
-            check_instance("config", config, HedgeConfig, "a HedgeConfig or None")
+        config = check_config("config", config, HedgeConfig)
         self._name = name
         self._config = config
         self._clock: Clock = resolve_clock(clock)

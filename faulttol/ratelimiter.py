@@ -38,7 +38,13 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ._clock import Clock, resolve_clock
 from .events import Event, EventPublisher
-from .validation import check_instance, check_int, check_non_negative, check_positive, check_str
+from .validation import (
+    check_config,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_str,
+)
 
 __all__ = [
     "DEFAULT_LIMIT_FOR_PERIOD",
@@ -286,10 +292,7 @@ class RateLimiter:
         self, name: str, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
     ) -> None:
         check_str("name", name)
-        if config is None:
-            config = RateLimiterConfig()
-        else:
-            check_instance("config", config, RateLimiterConfig, "a RateLimiterConfig or None")
+        config = check_config("config", config, RateLimiterConfig)
         self._name = name
         self._config = config
         self.clock: Clock = resolve_clock(clock)

@@ -46,8 +46,8 @@ from .events import (
 from .validation import (
     check_bool,
     check_callable,
+    check_config,
     check_exception_types,
-    check_instance,
     check_int,
     check_non_negative,
     check_number,
@@ -243,10 +243,7 @@ class Retry:
 
     def __init__(self, name: str, config: RetryConfig | None = None, *, clock: Clock | None = None):
         check_str("name", name)
-        if config is None:
-            config = RetryConfig()
-        else:
-            check_instance("config", config, RetryConfig, "a RetryConfig or None")
+        config = check_config("config", config, RetryConfig)
         self._name = name
         self._config = config
         self._clock: Clock = resolve_clock(clock)

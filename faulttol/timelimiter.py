@@ -40,7 +40,7 @@ from ._clock import Clock, SystemClock, resolve_clock
 from ._decorating import wrap_calls
 from ._thread_pool_bulkhead import ThreadPoolBulkhead, ThreadPoolBulkheadConfig
 from .events import Event, EventPublisher
-from .validation import check_bool, check_instance, check_non_negative, check_str
+from .validation import check_bool, check_config, check_instance, check_non_negative, check_str
 
 __all__ = [
     "DEFAULT_CANCEL_RUNNING_FUTURE",
@@ -255,10 +255,7 @@ class TimeLimiter:
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         check_str("name", name)
-        if config is None:
-            config = TimeLimiterConfig()
-        else:
-            check_instance("config", config, TimeLimiterConfig, "a TimeLimiterConfig or None")
+        config = check_config("config", config, TimeLimiterConfig)
         if executor is not None:
             check_instance(
                 "executor",

@@ -50,6 +50,7 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_choice",
+    "check_config",
     "check_exception_types",
     "check_host",
     "check_instance",
@@ -209,6 +210,14 @@ def check_instance(name: str, value: object, cls: type[T], allowed: str | None =
     return value
 
 
+def check_config(name: str, value: object, cls: type[T]) -> T:
+    """``value`` if it is a ``cls``, a default ``cls()`` if it is ``None`` (a component's
+    ``config`` argument: every component takes an optional config object)."""
+    if value is None:
+        return cls()
+    return check_instance(name, value, cls, f"a {cls.__name__} or None")
+
+
 def check_callable(name: str, value: object, *, optional: bool = True) -> Any:
     """``value`` if it is callable (or ``None`` when ``optional``, the default)."""
     if (value is None and optional) or callable(value):
@@ -227,8 +236,7 @@ def check_exception_types(name: str, value: object) -> tuple[type[BaseException]
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigTypeError(
-            f"{name} must be an exception type or a tuple of exception types, "
-            f"got {describe(value)}"
+            f"{name} must be an exception type or a tuple of exception types, got {describe(value)}"
         )
     types = tuple(value)
     for item in types:
