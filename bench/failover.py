@@ -48,6 +48,19 @@ client and the ratio faulttol/redis-py, and checks the targets of the issues (th
 every scenario): faulttol <= 100 ms after SIGKILL, <= 700 ms after SIGSTOP, no application
 errors, and at most 1/10 of redis-py's stall.
 
+* ``hung``, ``hung-tuned``, ``async-hung``, ``async-hung-tuned``: SIGSTOP with **no socket
+  timeouts** on any client (redis-py's default: wait forever), faulttol with its default
+  hang detection (0.5 s + 0.5 s probe) or tuned (``hang_detection_after=0.05``,
+  ``hang_probe_timeout=0.1``); targets: faulttol <= 1.2 s (defaults) / <= 200 ms (tuned), no
+  application errors, <= 0.15 x redis-py;
+* ``blackhole``, ``blackhole-tuned``: database 1 is reached through a local TCP proxy on
+  loopback that stops forwarding both ways without closing anything (a lost route), no
+  socket timeouts; same targets.
+
+With no socket timeouts a client that never leaves the hung database would wait forever:
+``--deadline`` seconds after the fault the primary is resumed (or the proxy closed), and a
+stall that long is reported as "no recovery".
+
 Run: ``python bench/failover.py`` (``--runs N``, ``--only kill stop async-kill async-stop
 cluster-kill``, ``--clients ...``, ``--json`` for machine-readable output).
 """
@@ -57,10 +70,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
+import select
+import socket
 import sys
+import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -73,8 +91,6 @@ from _common import (
     close_redispy,
     close_redispy_async,
     clusters,
-    faulttol_async_client,
-    faulttol_client,
     fmt_ms,
     fmt_ratio,
     has_async_multidb,
@@ -88,13 +104,14 @@ from _common import (
     timeouts,
 )
 
+import faulttol_redis.asyncio
 from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
 from faulttol_redis.testing import RedisServer
 
 KEY = "bench:failover:seq"
 CLIENTS = ("faulttol", "redis-py")
-FAULT_NAMES = {"kill": "SIGKILL", "stop": "SIGSTOP"}
-TARGET_STALL = {"kill": 0.100, "stop": 0.700}
+FAULT_NAMES = {"kill": "SIGKILL", "stop": "SIGSTOP", "blackhole": "black hole"}
+TARGET_STALL = {"kill": 0.100, "stop": 0.700, "blackhole": 0.700}
 """The issues' targets for faulttol's stall, in seconds."""
 TARGET_RATIO = 0.1
 """faulttol's stall must be at most this fraction of redis-py's."""
@@ -106,8 +123,16 @@ class Scenario:
 
     name: str  # the --only key
     label: str  # the table's "scenario" cell
-    fault: str  # kill | stop
+    fault: str  # kill | stop | blackhole
     flavour: str  # sync | asyncio | cluster
+    socket_timeouts: bool = True  # False: redis-py's default (wait forever), both clients
+    faulttol_kwargs: tuple[tuple[str, float], ...] = ()  # MultiDbConfig overrides
+    target: float | None = None  # faulttol's stall target (None: TARGET_STALL[fault])
+    ratio: float = TARGET_RATIO  # faulttol/redis-py stall target
+
+
+TUNED = (("hang_detection_after", 0.05), ("hang_probe_timeout", 0.1))
+"""The tuned hang-detection window of the issue: about 0.15 s."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -118,6 +143,20 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("async-kill", "asyncio SIGKILL", "kill", "asyncio"),
         Scenario("async-stop", "asyncio SIGSTOP", "stop", "asyncio"),
         Scenario("cluster-kill", "cluster SIGKILL", "kill", "cluster"),
+        # Hung databases (issue 9): no socket timeouts anywhere (redis-py's default).
+        Scenario("hung", "hung (SIGSTOP, no timeouts, defaults)", "stop", "sync",
+                 socket_timeouts=False, target=1.2, ratio=0.15),
+        Scenario("hung-tuned", "hung (SIGSTOP, no timeouts, 0.05/0.1)", "stop", "sync",
+                 socket_timeouts=False, faulttol_kwargs=TUNED, target=0.2, ratio=0.15),
+        Scenario("async-hung", "asyncio hung (SIGSTOP, no timeouts, defaults)", "stop",
+                 "asyncio", socket_timeouts=False, target=1.2, ratio=0.15),
+        Scenario("async-hung-tuned", "asyncio hung (SIGSTOP, no timeouts, 0.05/0.1)", "stop",
+                 "asyncio", socket_timeouts=False, faulttol_kwargs=TUNED, target=0.2,
+                 ratio=0.15),
+        Scenario("blackhole", "black-hole proxy (no timeouts, defaults)", "blackhole", "sync",
+                 socket_timeouts=False, target=1.2, ratio=0.15),
+        Scenario("blackhole-tuned", "black-hole proxy (no timeouts, 0.05/0.1)", "blackhole",
+                 "sync", socket_timeouts=False, faulttol_kwargs=TUNED, target=0.2, ratio=0.15),
     )
 }
 
@@ -248,6 +287,133 @@ def _inject(fault: str, primary: RedisServer) -> None:
         primary.pause()
 
 
+class BlackHoleProxy:
+    """A TCP proxy on loopback in front of a server; ``freeze()`` stops forwarding both
+    ways without closing any connection (a lost route, a partition)."""
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._frozen = threading.Event()
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = [self._listener]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def _run(self) -> None:
+        peers: dict[socket.socket, socket.socket] = {}
+        while not self._stop.is_set():
+            readable, _, _ = select.select(list(self._socks), [], [], 0.02)
+            for sock in readable:
+                if sock is self._listener:
+                    client, _ = sock.accept()
+                    upstream = socket.create_connection(("127.0.0.1", self._target))
+                    peers[client], peers[upstream] = upstream, client
+                    self._socks += [client, upstream]
+                    continue
+                if self._frozen.is_set():
+                    continue  # read nothing, forward nothing, close nothing
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    for s in (sock, peers[sock]):
+                        with contextlib.suppress(ValueError):
+                            self._socks.remove(s)
+                        s.close()
+                    continue
+                with contextlib.suppress(OSError):
+                    peers[sock].sendall(data)
+            if self._frozen.is_set():
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        """Stop, closing every connection (which also ends reads stuck on them)."""
+        self._stop.set()
+        self._thread.join()
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+class _Fault:
+    """The fault of one run, and its rescue: with no socket timeouts a client that cannot
+    leave the hung database would wait forever, so ``deadline`` seconds after the fault the
+    primary is resumed (or the proxy closed); a stall that long counts as no recovery."""
+
+    def __init__(self, scenario: Scenario, primary: RedisServer, deadline: float) -> None:
+        self.scenario = scenario
+        self.primary = primary
+        self.deadline = deadline
+        self.proxy = BlackHoleProxy(primary.port) if scenario.fault == "blackhole" else None
+        self._timer: threading.Timer | None = None
+
+    def port(self) -> int:
+        return self.proxy.port if self.proxy is not None else self.primary.port
+
+    def inject(self) -> None:
+        if self.proxy is not None:
+            self.proxy.freeze()
+        else:
+            _inject(self.scenario.fault, self.primary)
+        if not self.scenario.socket_timeouts:
+            self._timer = threading.Timer(self.deadline, self.end)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.primary.is_paused:
+            with contextlib.suppress(Exception):
+                self.primary.resume()
+        if self.proxy is not None:
+            self.proxy.close()
+
+
+def _faulttol_config(ports: Sequence[int], scenario: Scenario) -> MultiDbConfig:
+    kwargs = timeouts() if scenario.socket_timeouts else None
+    return MultiDbConfig([DatabaseConfig("127.0.0.1", p, client_kwargs=kwargs) for p in ports],
+                         **dict(scenario.faulttol_kwargs))
+
+
+def _redispy_sync(ports: Sequence[int], scenario: Scenario) -> Any:
+    if scenario.socket_timeouts:
+        return redispy_client(ports)
+    from redis.multidb.client import MultiDBClient
+    from redis.multidb.config import DatabaseConfig as RpDatabaseConfig
+    from redis.multidb.config import MultiDbConfig as RpMultiDbConfig
+
+    config = RpMultiDbConfig(databases_config=[
+        RpDatabaseConfig(client_kwargs={"host": "127.0.0.1", "port": p}) for p in ports])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        client: Any = MultiDBClient(config)
+    client.initialize()
+    return client
+
+
+async def _redispy_async(ports: Sequence[int], scenario: Scenario) -> Any:
+    if scenario.socket_timeouts:
+        return await redispy_async_client(ports)
+    client_module = importlib.import_module("redis.asyncio.multidb.client")
+    config_module = importlib.import_module("redis.asyncio.multidb.config")
+    config = config_module.MultiDbConfig(databases_config=[
+        config_module.DatabaseConfig(client_kwargs={"host": "127.0.0.1", "port": p})
+        for p in ports])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        client = client_module.MultiDBClient(config)
+    await client.initialize()
+    return client
+
+
 # --- reading where the last value went --------------------------------------------------
 
 _Reader = Callable[[], Any]
@@ -290,8 +456,12 @@ def _served_by(value: int, readers: Sequence[_Reader]) -> str:
 
 
 def _result(kind: str, scenario: Scenario, traffic: _Traffic, readers: Sequence[_Reader],
+            args: argparse.Namespace | None = None,
             ) -> RunResult:
-    return RunResult(kind, scenario.name, scenario.fault, traffic.stall, traffic.max_gap,
+    stall = traffic.stall
+    if stall is not None and args is not None and stall >= args.deadline:
+        stall = None  # released by the rescue at the deadline (see _Fault): no recovery
+    return RunResult(kind, scenario.name, scenario.fault, stall, traffic.max_gap,
                      traffic.commands, dict(traffic.errors),
                      _served_by(traffic.last_ok_value, readers))
 
@@ -314,63 +484,67 @@ def _run_sync(kind: str, scenario: Scenario, warmup: float,
     """Two fresh servers, one sync client, steady SETs, one fault; servers always stopped."""
     with servers(2) as dbs:
         primary = dbs[0]
-        ports = [s.port for s in dbs]
+        fault = _Fault(scenario, primary, args.deadline)
+        ports = [fault.port(), dbs[1].port]
         set_: Callable[[str, int], Any]
         close: Callable[[], None]
-        if kind == "faulttol":
-            ft = faulttol_client(ports)
-            set_, close = ft.set, ft.close
-            active = ft.provider.active_index
-        else:
-            rp: Any = redispy_client(ports)  # redis-py's multidb module is not fully typed
-            set_, close = rp.set, lambda: close_redispy(rp)
-            active = _redispy_index(rp, ports)
         try:
-            if active != 1:
-                return _setup_error(kind, scenario, f"started on database {active}")
-            traffic = _drive(set_, lambda: _inject(scenario.fault, primary), warmup, args)
+            if kind == "faulttol":
+                ft = FailoverRedis.from_config(_faulttol_config(ports, scenario))
+                set_, close = ft.set, ft.close
+                active = ft.provider.active_index
+            else:
+                rp: Any = _redispy_sync(ports, scenario)  # redis-py's multidb: not fully typed
+                set_, close = rp.set, lambda: close_redispy(rp)
+                active = _redispy_index(rp, ports)
+            try:
+                if active != 1:
+                    return _setup_error(kind, scenario, f"started on database {active}")
+                traffic = _drive(set_, fault.inject, warmup, args)
+            finally:
+                fault.end()
+                close()
         finally:
-            if primary.is_paused:
-                with contextlib.suppress(Exception):
-                    primary.resume()
-            close()
-        return _result(kind, scenario, traffic, [_server_reader(s) for s in dbs])
+            fault.end()
+        return _result(kind, scenario, traffic, [_server_reader(s) for s in dbs], args)
 
 
-async def _async_session(kind: str, fault: str, dbs: Sequence[RedisServer], warmup: float,
-                         args: argparse.Namespace) -> _Traffic | str:
+async def _async_session(kind: str, scenario: Scenario, dbs: Sequence[RedisServer],
+                         warmup: float, args: argparse.Namespace) -> _Traffic | str:
     """One asyncio client over ``dbs`` in this loop; the traffic, or a setup error."""
     primary = dbs[0]
-    ports = [s.port for s in dbs]
-    client: Any
-    if kind == "faulttol":
-        client = await faulttol_async_client(ports)
-        active = client.provider.active_index
-    else:
-        client = await redispy_async_client(ports)
-        active = _redispy_index(client, ports)
+    fault = _Fault(scenario, primary, args.deadline)
+    ports = [fault.port(), dbs[1].port]
+    client: Any = None
     try:
+        if kind == "faulttol":
+            client = faulttol_redis.asyncio.FailoverRedis.from_config(
+                _faulttol_config(ports, scenario))
+            await client.initialize()
+            active = client.provider.active_index
+        else:
+            client = await _redispy_async(ports, scenario)
+            active = _redispy_index(client, ports)
         if active != 1:
             return f"started on database {active}"
-        return await _drive_async(client.set, lambda: _inject(fault, primary), warmup, args)
+        return await _drive_async(client.set, fault.inject, warmup, args)
     finally:
-        if primary.is_paused:
-            with contextlib.suppress(Exception):
-                primary.resume()
-        if kind == "faulttol":
-            await client.aclose()
-        else:
-            await close_redispy_async(client)
+        fault.end()
+        if client is not None:
+            if kind == "faulttol":
+                await client.aclose()
+            else:
+                await close_redispy_async(client)
 
 
 def _run_async(kind: str, scenario: Scenario, warmup: float,
                args: argparse.Namespace) -> RunResult:
     """Two fresh servers, one asyncio client in a fresh event loop, one fault."""
     with servers(2) as dbs:
-        outcome = asyncio.run(_async_session(kind, scenario.fault, dbs, warmup, args))
+        outcome = asyncio.run(_async_session(kind, scenario, dbs, warmup, args))
         if isinstance(outcome, str):
             return _setup_error(kind, scenario, outcome)
-        return _result(kind, scenario, outcome, [_server_reader(s) for s in dbs])
+        return _result(kind, scenario, outcome, [_server_reader(s) for s in dbs], args)
 
 
 def _run_cluster(kind: str, scenario: Scenario, warmup: float,
@@ -468,7 +642,7 @@ def summarize(results: Sequence[RunResult], scenarios: Sequence[Scenario],
         ft_max = max(_stalls(ft_runs), default=float("inf"))
         if no_recovery["faulttol"]:
             ft_max = float("inf")
-        target = TARGET_STALL[scenario.fault]
+        target = scenario.target if scenario.target is not None else TARGET_STALL[scenario.fault]
         ok_stall = medians["faulttol"] <= target
         ft_errors = sum(r.error_count for r in ft_runs)
         served_ok = all(r.served_after == "db2" for r in ft_runs)
@@ -487,19 +661,19 @@ def summarize(results: Sequence[RunResult], scenarios: Sequence[Scenario],
             # redis-py's median is unknown (at least the deadline): the ratio is a bound
             rp_stalls = sorted([*_stalls(rp_runs), *[deadline] * no_recovery["redis-py"]])
             bound = median(rp_stalls)
-            ok_ratio = medians["faulttol"] / bound <= TARGET_RATIO
+            ok_ratio = medians["faulttol"] / bound <= scenario.ratio
             verdicts.append(
                 f"{name}: redis-py did not recover within the {deadline:g} s deadline in "
                 f"{no_recovery['redis-py']} of {len(rp_runs)} runs; ratio faulttol/redis-py "
                 f"(median stalls) < {fmt_ratio(medians['faulttol'], bound)}, "
-                f"target <= {TARGET_RATIO}: {'met' if ok_ratio else 'NOT met'}"
+                f"target <= {scenario.ratio}: {'met' if ok_ratio else 'NOT met'}"
             )
         else:
-            ok_ratio = medians["faulttol"] / medians["redis-py"] <= TARGET_RATIO
+            ok_ratio = medians["faulttol"] / medians["redis-py"] <= scenario.ratio
             verdicts.append(
                 f"{name}: ratio faulttol/redis-py (median stalls) "
                 f"{fmt_ratio(medians['faulttol'], medians['redis-py'])}, "
-                f"target <= {TARGET_RATIO}: {'met' if ok_ratio else 'NOT met'}"
+                f"target <= {scenario.ratio}: {'met' if ok_ratio else 'NOT met'}"
             )
         all_met &= ok_ratio
     headers = ["scenario", "client", "runs", "stall median", "stall max", "max gap (median)",
@@ -575,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"# bench/failover.py — {machine_note()}")
         print(f"# {args.runs} run(s) per client and scenario, SET every "
-              f"{args.interval * 1000:g} ms, socket timeouts 0.5 s, {elapsed:.0f} s in all")
+              f"{args.interval * 1000:g} ms, socket timeouts 0.5 s (none in the hung and "
+              f"black-hole scenarios), {elapsed:.0f} s in all")
         for note in notes:
             print(f"# {note}")
         print(text)

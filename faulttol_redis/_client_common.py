@@ -26,7 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from ._replay import command_may_replay, pipeline_may_replay
+from ._hang import BLOCKING_NAMES
+from ._replay import Replay, classify, command_may_replay, pipeline_may_replay
 from .errors import ClientClosedError, _ClientClosed, _closed_error, _error_after_close
 
 __all__ = [
@@ -118,6 +119,7 @@ class ClientMixin:
         self._gate = self._ordered.active_state if started else NOT_STARTED_GATE
         self._now = provider.clock.monotonic
         self._replay_ambiguous = provider.config.retry_ambiguous_writes
+        self._hedge_after: float | None = provider.config.hedge_reads_after
         self._closed = False
         self._owns_provider = True
         self._pubsubs: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -147,6 +149,24 @@ class ClientMixin:
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
         return command_may_replay(exc, call, replay_ambiguous=self._replay_ambiguous)
+
+    # --- hedged reads -----------------------------------------------------------------------
+
+    @staticmethod
+    def _hedgeable(args: tuple[Any, ...], options: dict[str, Any]) -> bool:
+        """Whether a command may be hedged: read-only per the replay table, not blocking."""
+        return (bool(args) and args[0] not in BLOCKING_NAMES
+                and classify(args, options) is Replay.READ_ONLY)
+
+    def _hedge_slot(self) -> Any:
+        """Where a hedge goes: the first eligible database other than the active one, in
+        index order (None: no hedge is sent)."""
+        ordered = self._ordered
+        active = ordered.active_index
+        for index in range(1, len(ordered) + 1):
+            if index != active and ordered.is_eligible(index):
+                return ordered.slot(index)
+        return None
 
     # --- lifecycle --------------------------------------------------------------------------
 

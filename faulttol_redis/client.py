@@ -25,6 +25,7 @@ the active database, replay and WATCH decisions, when a pubsub follows a switch)
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Iterable
@@ -41,6 +42,9 @@ from .provider import Database, FailoverProvider
 __all__ = ["FailoverPipeline", "FailoverPubSub", "FailoverRedis"]
 
 _log = logging.getLogger("faulttol_redis.client")
+
+HEDGE_THREADS = 256
+"""Threads of a client's hedged-read pool (made on the first hedged read)."""
 
 
 def _run_command(db: Database, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
@@ -75,6 +79,7 @@ class FailoverRedis(ClientMixin, redis.Redis):
             raise TypeError(f"provider must be a FailoverProvider, got {type(provider).__name__}")
         self._setup(provider, started=True)
         self._lock = threading.Lock()
+        self._hedge_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.single_connection_lock = threading.RLock()
 
     @classmethod
@@ -99,6 +104,8 @@ class FailoverRedis(ClientMixin, redis.Redis):
         is never healthy), and a closed provider's state says ``closed``: both fall through
         to :meth:`_slow`.
         """
+        if self._hedge_after is not None and self._hedgeable(args, options):
+            return self._hedged(args, options)
         gate = self._gate
         slot = gate.slot
         breaker = slot.breaker
@@ -112,6 +119,54 @@ class FailoverRedis(ClientMixin, redis.Redis):
             breaker.on_result(now() - start, result)
             return result
         return self._slow(args, options, slot, None)
+
+    def _unhedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """A read through the provider (retry, failover), as if not hedged."""
+        self._check_open()
+        with self._closing_errors():
+            return self._ordered.execute_with(_run_command, (args, options), None,
+                                              self._may_replay)
+
+    def _hedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """A read-only command, hedged: sent to the next eligible database too when the
+        active one has not answered within ``hedge_reads_after``; the first reply wins."""
+        pool = self._hedge_pool()
+        main = pool.submit(self._unhedged, args, options)
+        try:
+            return main.result(timeout=self._hedge_after)
+        except concurrent.futures.TimeoutError:
+            pass
+        slot = self._hedge_slot()
+        if slot is None:
+            return main.result()
+        db = slot.target
+        db.hedges_sent += 1
+        hedge = pool.submit(_run_command, db, args, options)
+        pending = {main, hedge}
+        error: BaseException | None = None
+        while pending:
+            done, pending = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                exc = future.exception()
+                if exc is None:
+                    if future is hedge:
+                        db.hedge_wins += 1
+                    return future.result()
+                if future is main or error is None:
+                    error = exc
+        assert error is not None
+        raise error
+
+    def _hedge_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            pool = self._hedge_executor
+            if pool is None:
+                # A read waiting on a frozen database holds its thread until the reply
+                # comes or hang detection releases it: room for many of them.
+                pool = self._hedge_executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=HEDGE_THREADS, thread_name_prefix="faulttol-redis-hedge")
+            return pool
 
     def _failed(self, slot: Any, breaker: Any, duration: float, exc: BaseException,
                 args: tuple[Any, ...], options: dict[str, Any]) -> Any:
@@ -233,6 +288,8 @@ class FailoverRedis(ClientMixin, redis.Redis):
                 _log.debug("closing a pubsub failed", exc_info=True)
         for pipe in pipes:
             pipe._abandon()
+        if self._hedge_executor is not None:
+            self._hedge_executor.shutdown(wait=False)
         if self._owns_provider:
             self._provider.close()  # which seals its pools
 

@@ -26,6 +26,7 @@ pipelines and pubsub connections) around it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -113,6 +114,8 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
         closed, every call goes to :meth:`_slow` (the gate's slot is never healthy, or its
         state says ``closed``).
         """
+        if self._hedge_after is not None and self._hedgeable(args, options):
+            return await self._hedged(args, options)
         gate = self._gate
         slot = gate.slot
         breaker = slot.breaker
@@ -126,6 +129,54 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
             breaker.on_result(now() - start, result)
             return result
         return await self._slow(args, options, slot, None)
+
+    async def _unhedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """A read through the provider (retry, failover), as if not hedged."""
+        self._check_open()
+        if not self._provider.initialized:
+            await self.initialize()
+        with self._closing_errors():
+            return await self._ordered.execute_with(_run_command, (args, options), None,
+                                                    self._may_replay)
+
+    async def _hedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """A read-only command, hedged (see the sync client's ``_hedged``); the losing
+        request is cancelled (redis-py then closes its connection)."""
+        main = asyncio.ensure_future(self._unhedged(args, options))
+        tasks = {main}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self._hedge_after)
+            if done:
+                return main.result()
+            slot = self._hedge_slot()
+            if slot is None:
+                return await main
+            db = slot.target
+            db.hedges_sent += 1
+            hedge = asyncio.ensure_future(_run_command(db, args, options))
+            tasks.add(hedge)
+            pending = set(tasks)
+            error: BaseException | None = None
+            while pending:
+                done, pending = await asyncio.wait(pending,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        if task is hedge:
+                            db.hedge_wins += 1
+                        return task.result()
+                    if task is main or error is None:
+                        error = exc
+            assert error is not None
+            raise error
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            for task in tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: no "never retrieved" warning
 
     async def _failed(self, slot: Any, breaker: Any, duration: float, exc: BaseException,
                       args: tuple[Any, ...], options: dict[str, Any]) -> Any:
