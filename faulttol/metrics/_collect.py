@@ -21,6 +21,7 @@ from ..timelimiter import TimeLimiter
 from ._counting import ProviderLike, _BreakerCounts, _HedgeCounts, _RetryCounts, _SwitchCounts
 from ._spec import (
     METRICS,
+    TARGET_COUNTERS,
     BreakerSample,
     BulkheadSample,
     HedgeSample,
@@ -284,6 +285,7 @@ class MetricsCollector:
                     healthy=bool(row["healthy"]),
                     active=bool(row["active"]),
                     weight=None if row.get("weight") is None else float(row["weight"]),
+                    counters={k: int(row[k]) for k in TARGET_COUNTERS if k in row},
                 )
                 for row in p.provider.status()
             )

@@ -21,7 +21,7 @@ Nothing here imports ``prometheus_client`` or ``opentelemetry``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ from ._counting import _REASONS, RETRY_CALL_OUTCOMES, state_label
 __all__ = [
     "BREAKER_CALL_OUTCOMES",
     "METRICS",
+    "TARGET_COUNTERS",
     "RETRY_CALL_OUTCOMES",
     "SLOW_CALL_OUTCOMES",
     "TIME_LIMITER_CALL_KINDS",
@@ -117,6 +118,9 @@ class TargetSample:
     healthy: bool
     active: bool
     weight: float | None
+    counters: Mapping[str, int] = field(default_factory=dict)
+    """The target's counters among :data:`TARGET_COUNTERS` that its status row has (a
+    provider without them, e.g. a plain ``OrderedProvider``, reports 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +315,19 @@ def _read_weight(s: ProviderSample) -> Iterator[Point]:
     for t in s.targets:
         if t.weight is not None:
             yield dict(t.labels), t.weight
+
+
+TARGET_COUNTERS: Final = ("hang_detections", "hedges_sent", "hedge_wins")
+"""Integer counters a provider's ``status()`` rows may carry per target (the Redis providers
+do), exported as ``faulttol_provider_target_<name>_total``."""
+
+
+def _target_counter(name: str) -> Callable[[ProviderSample], Iterator[Point]]:
+    def read(s: ProviderSample) -> Iterator[Point]:
+        for t in s.targets:
+            yield dict(t.labels), float(t.counters.get(name, 0))
+
+    return read
 
 
 def _read_hedges(s: HedgeSample) -> Iterator[Point]:
@@ -518,6 +535,36 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "The target's weight (used by the weighted strategy).",
         Source.PROVIDER,
         _read_weight,
+    ),
+    MetricSpec(
+        "faulttol_provider_target_hang_detections_total",
+        "faulttol.provider.target.hang_detections",
+        MetricKind.COUNTER,
+        "{detection}",
+        _T,
+        "Times the target was found hung (a command waited, then a probe got no answer).",
+        Source.PROVIDER,
+        _target_counter("hang_detections"),
+    ),
+    MetricSpec(
+        "faulttol_provider_target_hedges_sent_total",
+        "faulttol.provider.target.hedges_sent",
+        MetricKind.COUNTER,
+        "{hedge}",
+        _T,
+        "Hedged reads sent to the target.",
+        Source.PROVIDER,
+        _target_counter("hedges_sent"),
+    ),
+    MetricSpec(
+        "faulttol_provider_target_hedge_wins_total",
+        "faulttol.provider.target.hedge_wins",
+        MetricKind.COUNTER,
+        "{hedge}",
+        _T,
+        "Hedged reads sent to the target that answered first.",
+        Source.PROVIDER,
+        _target_counter("hedge_wins"),
     ),
     MetricSpec(
         "faulttol_hedge_hedges_total",

@@ -368,6 +368,23 @@ def test_pubsub_connections_are_never_watched(pair: Any) -> None:
     assert events == []
 
 
+def test_hang_detections_are_exported_per_database(pair: Any) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from faulttol.metrics.prometheus import PrometheusExporter
+
+    client, servers, _ = pair
+    registry = prometheus_client.CollectorRegistry()
+    PrometheusExporter(registry).register_provider(client.provider)
+    _warm(client)
+    servers[0].pause()
+    client.get("k")
+    text = prometheus_client.generate_latest(registry).decode()
+    assert ('faulttol_provider_target_hang_detections_total{index="1",provider="faulttol-redis",'
+            'target="db1"} 1.0') in text
+    assert ('faulttol_provider_target_hang_detections_total{index="2",provider="faulttol-redis",'
+            'target="db2"} 0.0') in text
+
+
 # --- asyncio -------------------------------------------------------------------------------
 
 
