@@ -73,8 +73,6 @@ import contextlib
 import importlib
 import json
 import logging
-import select
-import socket
 import sys
 import threading
 import time
@@ -106,7 +104,7 @@ from _common import (
 
 import faulttol_redis.asyncio
 from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
-from faulttol_redis.testing import RedisServer
+from faulttol_redis.testing import BlackHoleProxy, RedisServer
 
 KEY = "bench:failover:seq"
 CLIENTS = ("faulttol", "redis-py")
@@ -285,61 +283,6 @@ def _inject(fault: str, primary: RedisServer) -> None:
         primary.kill()
     else:
         primary.pause()
-
-
-class BlackHoleProxy:
-    """A TCP proxy on loopback in front of a server; ``freeze()`` stops forwarding both
-    ways without closing any connection (a lost route, a partition)."""
-
-    def __init__(self, port: int) -> None:
-        self._target = port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._frozen = threading.Event()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = [self._listener]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def freeze(self) -> None:
-        self._frozen.set()
-
-    def _run(self) -> None:
-        peers: dict[socket.socket, socket.socket] = {}
-        while not self._stop.is_set():
-            readable, _, _ = select.select(list(self._socks), [], [], 0.02)
-            for sock in readable:
-                if sock is self._listener:
-                    client, _ = sock.accept()
-                    upstream = socket.create_connection(("127.0.0.1", self._target))
-                    peers[client], peers[upstream] = upstream, client
-                    self._socks += [client, upstream]
-                    continue
-                if self._frozen.is_set():
-                    continue  # read nothing, forward nothing, close nothing
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    for s in (sock, peers[sock]):
-                        with contextlib.suppress(ValueError):
-                            self._socks.remove(s)
-                        s.close()
-                    continue
-                with contextlib.suppress(OSError):
-                    peers[sock].sendall(data)
-            if self._frozen.is_set():
-                time.sleep(0.02)
-
-    def close(self) -> None:
-        """Stop, closing every connection (which also ends reads stuck on them)."""
-        self._stop.set()
-        self._thread.join()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
 
 
 class _Fault:

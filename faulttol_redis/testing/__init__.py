@@ -8,6 +8,8 @@
 * :func:`server_factory` — ``with server_factory() as start: a, b = start(2)``: every server
   started is stopped at the end, paused ones included (:data:`ServerFactory` is its type).
 * :class:`LocalCluster` / :func:`cluster_factory` — a real N-primary Redis Cluster (Redis 7+).
+* :class:`BlackHoleProxy` — a TCP proxy on loopback whose ``freeze()`` stops forwarding both
+  ways without closing anything (a lost route, a partition).
 * :func:`find_redis_server`, :func:`find_redis_cli`, :func:`server_version`, :func:`free_port`.
 * A pytest plugin (:mod:`faulttol_redis.testing.pytest_plugin`, registered as ``pytest11``
   entry point ``faulttol_redis``: installing the package is enough) with the fixtures
@@ -25,6 +27,7 @@ from ._cluster import (
     cluster_factory,
     find_redis_cli,
 )
+from ._proxy import BlackHoleProxy
 from ._server import (
     RedisServer,
     ServerFactory,
@@ -36,6 +39,7 @@ from ._server import (
 
 __all__ = [
     "MIN_CLUSTER_SERVER_VERSION",
+    "BlackHoleProxy",
     "LocalCluster",
     "RedisServer",
     "ServerFactory",

@@ -9,9 +9,6 @@ only hang detection can release a waiting command.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,64 +27,13 @@ from faulttol_redis import (
     SwitchReason,
     TemporaryUnavailableError,
 )
-from faulttol_redis.testing import RedisServer
+from faulttol_redis.testing import BlackHoleProxy, RedisServer
 
 Servers = Callable[[int], list[RedisServer]]
 
 TUNED = {"hang_detection_after": 0.05, "hang_probe_timeout": 0.1}
 SLACK = 0.6
 """Seconds allowed on top of the detection window (a loaded 2-core machine)."""
-
-
-class BlackHoleProxy:
-    """A TCP proxy on loopback to ``port``; ``freeze()`` stops forwarding both ways
-    without closing any connection (a lost route, a partition)."""
-
-    def __init__(self, port: int) -> None:
-        self._target = port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._frozen = threading.Event()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = [self._listener]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def freeze(self) -> None:
-        self._frozen.set()
-
-    def _run(self) -> None:
-        peers: dict[socket.socket, socket.socket] = {}
-        while not self._stop.is_set():
-            readable, _, _ = select.select(list(self._socks), [], [], 0.02)
-            for sock in readable:
-                if sock is self._listener:
-                    client, _ = sock.accept()
-                    upstream = socket.create_connection(("127.0.0.1", self._target))
-                    peers[client], peers[upstream] = upstream, client
-                    self._socks += [client, upstream]
-                    continue
-                if self._frozen.is_set():
-                    continue  # read nothing, forward nothing, close nothing
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    for s in (sock, peers[sock]):
-                        with contextlib.suppress(ValueError):
-                            self._socks.remove(s)
-                        s.close()
-                    continue
-                peers[sock].sendall(data)
-            if self._frozen.is_set():
-                time.sleep(0.02)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for s in self._socks:
-            s.close()
 
 
 def config_for(ports: list[int], **kwargs: Any) -> MultiDbConfig:
