@@ -57,8 +57,10 @@ from faulttol.validation import (
     describe,
 )
 
+from ._config_files import load_multidb, load_multidb_toml
 from ._database import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_WEIGHT, DatabaseConfig
 from ._database import _rebuild_database as _rebuild_database  # pickles made before the split
+from ._migration import from_redis_py
 from ._secrets import masked_url
 from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 
@@ -302,6 +304,43 @@ class MultiDbConfig:
             failover_attempts=self.failover_attempts,
             failover_delay=self.failover_delay,
         )
+
+    # --- other sources -----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(
+        cls, mapping: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+    ) -> MultiDbConfig:
+        """A config from plain data, as read from a file: the keys are this constructor's
+        parameter names, ``databases`` a list of mappings of :class:`DatabaseConfig`'s,
+        ``circuit_breaker`` / ``retry`` mappings of their config's fields applied over the
+        defaults (exception lists as dotted names), enums by name; ``"${NAME}"`` in a string
+        is read from the environment (``environ``, default ``os.environ``). An unknown key
+        or a missing variable is a ``ValueError`` naming it by its path
+        (``databases[1].pasword``). See docs/config-files.md."""
+        return load_multidb(cls, mapping, base_circuit_breaker=default_circuit_breaker_config(),
+                            base_retry=default_retry_config(), environ=environ)
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    ) -> MultiDbConfig:
+        """:meth:`from_dict` of the TOML file at ``path`` (``ValueError`` naming the file
+        when it is not valid TOML; ``OSError`` when it cannot be read)."""
+        return load_multidb_toml(cls, path, base_circuit_breaker=default_circuit_breaker_config(),
+                                 base_retry=default_retry_config(), environ=environ)
+
+    @classmethod
+    def from_redis_py(cls, config: Any) -> MultiDbConfig:
+        """The equivalent of a redis-py ``redis.multidb.config.MultiDbConfig``: its
+        databases (client options or URL, weights, grace period, ``RedisCluster`` client
+        class), command retry, failure detector, health checks and policy, failover
+        strategy, attempts and delay, and automatic failback interval. What has no
+        equivalent (a connection pool, a custom circuit, failure detector or failover
+        strategy, event listeners...) is a ``ValueError`` listing each such setting. See
+        docs/migrating-redis-py.md."""
+        return from_redis_py(cls, config, base_circuit_breaker=default_circuit_breaker_config(),
+                             base_retry=default_retry_config())
 
     def replace(self, **changes: Any) -> MultiDbConfig:
         """A copy with ``changes`` applied (validated like a fresh config)."""

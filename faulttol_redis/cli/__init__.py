@@ -1,7 +1,8 @@
 """The ``faulttol-redis`` console script.
 
-Commands: ``demo`` (failover and manual failback on two local servers; see
-:mod:`faulttol_redis.cli._demo`).
+Commands: ``status`` and ``check`` (the databases of a config file, for operators: see
+:mod:`faulttol_redis.cli._operations`) and ``demo`` (failover and manual failback on two local
+servers; see :mod:`faulttol_redis.cli._demo`).
 """
 
 from __future__ import annotations
@@ -11,24 +12,15 @@ import math
 import sys
 from collections.abc import Sequence
 
+from . import _summary
 from ._demo import run_demo
+from ._operations import DEFAULT_WATCH_INTERVAL, StatusOptions, run_check, run_status
 from ._report import print_summary
-from ._summary import (
-    PHASE_FAILED_BACK,
-    PHASE_PRIMARY_DOWN,
-    PHASE_PRIMARY_RESTARTED,
-    PHASE_WARMUP,
-    DemoOptions,
-    DemoSummary,
-    PhaseSummary,
-    SwitchRecord,
-)
+from ._summary import *  # noqa: F403  (the demo's records: one list, _summary.__all__)
 
-__all__ = [
-    "PHASE_FAILED_BACK", "PHASE_PRIMARY_DOWN", "PHASE_PRIMARY_RESTARTED", "PHASE_WARMUP",
-    "DemoOptions", "DemoSummary", "PhaseSummary", "SwitchRecord", "build_parser", "main",
-    "run_demo",
-]
+__all__ = ["StatusOptions", "build_parser", "main", "run_check", "run_demo", "run_status"]
+__all__ += _summary.__all__
+
 
 def _positive_float(text: str) -> float:
     try:
@@ -67,14 +59,59 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print only the summary, as JSON, on stdout")
     demo.add_argument("--no-live", action="store_true",
                       help="plain progress lines even on a terminal")
+    _add_operator_commands(commands)
     return parser
+
+
+def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show the health of the databases of a config file",
+        description=(
+            "One row per database of the config file: index, name, endpoint, healthy (one "
+            "round of the configured health checks and policy), PING round-trip, breaker "
+            "state and whether a client started now makes it active. A table on a terminal, "
+            "key=value lines otherwise, JSON with --json. Exit code 0, or 2 for a bad config "
+            "file."
+        ),
+    )
+    status.add_argument("--config", required=True, metavar="FILE",
+                        help="a TOML file for MultiDbConfig.from_toml")
+    status.add_argument("--json", action="store_true",
+                        help="one JSON document per refresh on stdout")
+    status.add_argument("--watch", type=_positive_float, nargs="?", default=None,
+                        const=DEFAULT_WATCH_INTERVAL, metavar="SECONDS",
+                        help="refresh every SECONDS (default "
+                             f"{DEFAULT_WATCH_INTERVAL:g}) until Ctrl-C")
+    status.add_argument("--plain", action="store_true",
+                        help="key=value lines even on a terminal")
+    check = commands.add_parser(
+        "check",
+        help="exit 0 when the health policy accepts at least one database (readiness)",
+        description=(
+            "Run one round of the configured health checks on every database of the config "
+            "file and print each verdict. Exit code 0 when the configured health policy "
+            "accepts at least one database, 1 when it accepts none, 2 for a bad config file."
+        ),
+    )
+    check.add_argument("--config", required=True, metavar="FILE",
+                       help="a TOML file for MultiDbConfig.from_toml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``faulttol-redis``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    options = DemoOptions(duration_scale=args.duration_scale, redis_server=args.redis_server,
-                          json=args.json, live=not args.no_live)
+    if args.command == "status":
+        return run_status(StatusOptions(
+            config=args.config, json=args.json, watch=args.watch,
+            rich_output=not args.plain and sys.stdout.isatty(),
+        ))
+    if args.command == "check":
+        return run_check(args.config)
+    options = _summary.DemoOptions(
+        duration_scale=args.duration_scale, redis_server=args.redis_server, json=args.json,
+        live=not args.no_live,
+    )
     try:
         summary = run_demo(options)
     except KeyboardInterrupt:
