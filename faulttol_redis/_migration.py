@@ -246,14 +246,16 @@ def _health_checks(config: Any, problems: _Problems) -> dict[str, Any]:
 
 
 def _event_dispatcher(dispatcher: Any, problems: _Problems) -> None:
+    """Listeners of the user's own cannot follow; redis-py's (re-authentication, the ones a
+    ``MultiDBClient`` registers for itself) have no part to play here."""
     from redis.event import EventDispatcher
 
-    def listeners(d: Any) -> dict[Any, int]:
-        return {event: len(found) for event, found in d._event_listeners_mapping.items()}
-
-    if type(dispatcher) is not EventDispatcher or listeners(dispatcher) != listeners(
-        EventDispatcher()
-    ):
+    own = type(dispatcher) is not EventDispatcher or any(
+        not type(listener).__module__.startswith("redis.")
+        for listeners in dispatcher._event_listeners_mapping.values()
+        for listener in listeners
+    )
+    if own:
         problems.add("event_dispatcher", "event listeners cannot be carried over; register "
                      "a switch listener with provider.add_switch_listener(fn) instead")
 
