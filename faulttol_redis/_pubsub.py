@@ -96,8 +96,19 @@ class FailoverPubSub(PubSubMixin, PubSub):
             self._db = target
             self.connection_pool = _pubsub_pool(target)
             self._moving.clear()
-            if self.channels or self.patterns or self.shard_channels:
+            if self._has_subscriptions():
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
+                self.on_connect(None)
+
+    def _has_subscriptions(self) -> bool:
+        return bool(self.channels or self.patterns or self.shard_channels)
+
+    def _subscribe_again(self) -> None:
+        """Subscribe again on the current database: a re-subscription after a switch that
+        failed (the new database refused the connection) left no connection, and reading
+        must retry it rather than end in redis-py's "forgot to subscribe" RuntimeError."""
+        with self._lock:
+            if self.connection is None and self._has_subscriptions():
                 self.on_connect(None)
 
     # ----------------------------------------------------------------------- lifecycle
@@ -157,6 +168,8 @@ class FailoverPubSub(PubSubMixin, PubSub):
         self._check_open()
         if self._must_follow():
             self._follow()
+        elif self.connection is None and self._has_subscriptions():
+            self._subscribe_again()
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:

@@ -95,6 +95,14 @@ class FailoverPubSub(PubSubMixin, PubSub):
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
                 await self.on_connect(None)  # type: ignore[arg-type]
 
+    async def _subscribe_again(self) -> None:
+        """Subscribe again on the current database: a re-subscription after a switch that
+        failed (the new database refused the connection) left no connection, and reading
+        must retry it rather than end in redis-py's "forgot to subscribe" RuntimeError."""
+        async with self._lock:
+            if self.connection is None and self.subscribed:
+                await self.on_connect(None)  # type: ignore[arg-type]
+
     # ----------------------------------------------------------------------- lifecycle
 
     async def _check_open(self) -> None:
@@ -142,6 +150,8 @@ class FailoverPubSub(PubSubMixin, PubSub):
         await self._check_open()
         if self._must_follow():
             await self._follow()
+        elif self.connection is None and self.subscribed:
+            await self._subscribe_again()
         conn: Any = self.connection
         try:
             return await super().parse_response(block, timeout)
