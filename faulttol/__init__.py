@@ -4,6 +4,9 @@ Circuit breakers with count- and time-based sliding windows, retries with backof
 fallbacks, a composition builder, and an ordered provider that fails over between targets.
 """
 
+# The distribution's version, in this one place (pyproject.toml reads it at build time).
+__version__ = "0.1.0"
+
 from ._breaker_protocol import Breaker
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import ConfigTypeError

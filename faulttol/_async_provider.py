@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import _failover_ops as ops
-from ._failover_ops import IO, Kind, Op, always_replay
+from ._failover_ops import IO, Kind, MayReplay, Op, always_replay
 from ._failover_types import Slot
 from ._health_monitor import AsyncHealthMonitor
 from ._provider_common import ProviderBase
@@ -104,7 +104,7 @@ class AsyncOrderedProvider(ProviderBase[T]):
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
+        may_replay: MayReplay = always_replay,
     ) -> R:
         """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
         again (see :meth:`faulttol.OrderedProvider.execute_with`)."""
@@ -113,28 +113,21 @@ class AsyncOrderedProvider(ProviderBase[T]):
         # The success path, written out (as OrderedProvider.execute_with's): no operation to
         # drive unless the call fails.
         slot = self._core.state.slot
-        breaker = slot.breaker
-        if slot.healthy is not False and breaker.try_acquire_permission():
-            now = self._clock.monotonic
-            start = now()
+        if slot.healthy is not False and slot.breaker.try_acquire_permission():
+            start = self._clock.monotonic()
             try:
                 result = await fn(slot.target, *args, **(kwargs or {}))
             except BaseException as exc:
-                breaker.on_error(now() - start, exc)
+                slot.breaker.on_error(self._clock.monotonic() - start, exc)
                 return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
-            breaker.on_result(now() - start, result)
+            slot.breaker.on_result(self._clock.monotonic() - start, result)
             return result
         return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=None)
 
     async def recover(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
-        *,
-        slot: Slot[T],
-        exc: BaseException | None,
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None, may_replay: MayReplay,
+        *, slot: Slot[T], exc: BaseException | None,
     ) -> R:
         """Continue a call whose first attempt on ``slot`` failed with ``exc`` (recorded by
         the caller) or could not run (``exc`` None); see

@@ -9,14 +9,19 @@ time out); the data (window, permits, deadlines) stays on the
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeAlias
 
 from ._breaker_config import CircuitBreakerConfig
 from ._state import State
 from .events import CircuitBreakerEvent
 from .window import CountWindow, TimeWindow
 
-__all__ = ["STATES", "BreakerState", "StateHost"]
+__all__ = ["STATES", "BreakerState", "Events", "StateHost", "Window"]
+
+Window: TypeAlias = CountWindow | TimeWindow
+"""The window a state reads: the main one, or HALF_OPEN's own count window."""
+Events: TypeAlias = list[CircuitBreakerEvent]
+"""Events collected under the breaker's lock, published after it is released."""
 
 
 class StateHost(Protocol):
@@ -24,7 +29,7 @@ class StateHost(Protocol):
     protocol, so that this module does not import :mod:`faulttol.breaker` back."""
 
     _behavior: BreakerState
-    _main_window: CountWindow | TimeWindow
+    _main_window: Window
     _main_minimum: int
     _minimum_calls: int
     _open_attempts: int
@@ -37,28 +42,19 @@ class StateHost(Protocol):
     @property
     def config(self) -> CircuitBreakerConfig: ...
 
-    def _exceeded(
-        self, window: CountWindow | TimeWindow, min_failures: int
-    ) -> tuple[bool, bool]: ...
+    def _exceeded(self, window: Window, min_failures: int) -> tuple[bool, bool]: ...
 
     def _emit_exceeded(
-        self,
-        out: list[CircuitBreakerEvent],
-        window: CountWindow | TimeWindow,
-        failure: bool,
-        slow: bool,
-        now: float,
+        self, out: Events, window: Window, failure: bool, slow: bool, now: float
     ) -> None: ...
 
-    def _report_once(
-        self, window: CountWindow | TimeWindow, now: float, out: list[CircuitBreakerEvent]
-    ) -> None: ...
+    def _report_once(self, window: Window, now: float, out: Events) -> None: ...
 
     def _refresh_fast_path(self) -> None: ...
 
-    def _transition(self, to: State, now: float, out: list[CircuitBreakerEvent]) -> None: ...
+    def _transition(self, to: State, now: float, out: Events) -> None: ...
 
-    def _fresh_metrics(self, window: CountWindow | TimeWindow) -> None: ...
+    def _fresh_metrics(self, window: Window) -> None: ...
 
     def _open_wait(self, attempt: int) -> float: ...
 
@@ -89,7 +85,7 @@ class BreakerState:
     def enter(self, breaker: StateHost, now: float) -> None:
         """Set this state up: metrics, permits, deadlines, timers."""
 
-    def acquire(self, breaker: StateHost, now: float, out: list[CircuitBreakerEvent]) -> bool:
+    def acquire(self, breaker: StateHost, now: float, out: Events) -> bool:
         """Admit one call (taking a permit where there are permits)?"""
         return self.admits_all
 
@@ -100,13 +96,7 @@ class BreakerState:
     def release(self, breaker: StateHost) -> None:
         """Give back the permit of a call that did not complete."""
 
-    def on_recorded(
-        self,
-        breaker: StateHost,
-        window: CountWindow | TimeWindow,
-        now: float,
-        out: list[CircuitBreakerEvent],
-    ) -> None:
+    def on_recorded(self, breaker: StateHost, window: Window, now: float, out: Events) -> None:
         """Act on the window right after an outcome was recorded in it."""
 
     def time_due(self, breaker: StateHost, now: float) -> State | None:
@@ -141,13 +131,7 @@ class _Closed(_FreshMainWindow):
         breaker._open_attempts = 0
         super().enter(breaker, now)
 
-    def on_recorded(
-        self,
-        breaker: StateHost,
-        window: CountWindow | TimeWindow,
-        now: float,
-        out: list[CircuitBreakerEvent],
-    ) -> None:
+    def on_recorded(self, breaker: StateHost, window: Window, now: float, out: Events) -> None:
         failure, slow = breaker._exceeded(window, breaker.config.minimum_number_of_failures)
         if failure or slow:
             breaker._emit_exceeded(out, window, failure, slow, now)
@@ -172,7 +156,7 @@ class _Open(BreakerState):
         if breaker.config.automatic_transition_from_open_to_half_open_enabled:
             breaker._start_timer(wait)
 
-    def acquire(self, breaker: StateHost, now: float, out: list[CircuitBreakerEvent]) -> bool:
+    def acquire(self, breaker: StateHost, now: float, out: Events) -> bool:
         if now < breaker._open_until:
             return False
         breaker._transition(State.HALF_OPEN, now, out)
@@ -212,7 +196,7 @@ class _HalfOpen(BreakerState):
             breaker._half_open_deadline = now + cfg.max_wait_duration_in_half_open_state
             breaker._start_timer(cfg.max_wait_duration_in_half_open_state)
 
-    def acquire(self, breaker: StateHost, now: float, out: list[CircuitBreakerEvent]) -> bool:
+    def acquire(self, breaker: StateHost, now: float, out: Events) -> bool:
         if breaker._half_open_permits > 0:
             breaker._half_open_permits -= 1
             return True
@@ -227,13 +211,7 @@ class _HalfOpen(BreakerState):
             breaker.config.permitted_number_of_calls_in_half_open_state,
         )
 
-    def on_recorded(
-        self,
-        breaker: StateHost,
-        window: CountWindow | TimeWindow,
-        now: float,
-        out: list[CircuitBreakerEvent],
-    ) -> None:
+    def on_recorded(self, breaker: StateHost, window: Window, now: float, out: Events) -> None:
         if window.total_calls >= breaker._minimum_calls:
             failure, slow = breaker._exceeded(window, 0)
             if failure or slow:
@@ -274,13 +252,7 @@ class _MetricsOnly(_FreshMainWindow):
     state = State.METRICS_ONLY
     admits_all = True
 
-    def on_recorded(
-        self,
-        breaker: StateHost,
-        window: CountWindow | TimeWindow,
-        now: float,
-        out: list[CircuitBreakerEvent],
-    ) -> None:
+    def on_recorded(self, breaker: StateHost, window: Window, now: float, out: Events) -> None:
         breaker._report_once(window, now, out)
 
 

@@ -27,13 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._failover_types import (
-    ActiveState,
-    Slot,
-    SwitchEvent,
-    SwitchReason,
-    TargetStatus,
-)
+from ._failover_types import ActiveState, Slot, SwitchEvent, SwitchReason, TargetStatus
 from ._provider_config import FailoverStrategy, ProviderConfig
 from ._state import State
 from .retry import Retry

@@ -16,9 +16,11 @@ is carried out) and the driving loop differ. Nothing here blocks, awaits or call
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, TypeVar
 
+from ._drive import drive, drive_async
 from ._failover import FailoverCore
 from ._failover_steps import Attempt, StepKind, next_step, on_recovered
 from ._failover_types import Slot
@@ -51,6 +53,21 @@ def always_replay(_exc: BaseException, _args: tuple[Any, ...]) -> bool:
     return True
 
 
+@dataclass(slots=True, eq=False)
+class IO:
+    """One I/O request of an operation (see :class:`Kind`); only ``kind`` is positional."""
+
+    kind: Kind
+    _: KW_ONLY
+    slot: Slot[Any] | None = None
+    exc: BaseException | None = None
+    fn: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+    seconds: float = 0.0
+    error: BaseException | None = None
+
+
 class Kind(enum.Enum):
     """What an :class:`IO` request asks the provider to do."""
 
@@ -70,69 +87,10 @@ class Kind(enum.Enum):
     """Raise ``error`` to the operation's caller (the operation ends)."""
 
 
-class IO:
-    """One I/O request of an operation (see :class:`Kind`)."""
-
-    __slots__ = ("args", "error", "exc", "fn", "kind", "kwargs", "seconds", "slot")
-
-    def __init__(self, kind: Kind, *, slot: Slot[Any] | None = None,
-                 exc: BaseException | None = None, fn: Callable[..., Any] | None = None,
-                 args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-                 seconds: float = 0.0, error: BaseException | None = None) -> None:
-        self.kind = kind
-        self.slot = slot
-        self.exc = exc
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.seconds = seconds
-        self.error = error
-
-
 DELIVER = IO(Kind.DELIVER)
 
 Op = Generator[IO, Any, R]
 """An operation: yields requests, receives their results, returns its own."""
-
-
-def _advance(op: Op[R], value: Any, error: BaseException | None) -> tuple[bool, Any]:
-    """Send ``value`` (or throw ``error``) into ``op``: ``(True, next request)``, or
-    ``(False, its result)`` once it has returned."""
-    try:
-        return True, (op.send(value) if error is None else op.throw(error))
-    except StopIteration as done:
-        return False, done.value
-
-
-def drive(op: Op[R], perform: Callable[[IO], Any]) -> R:
-    """Run ``op`` to its end, carrying out each request with ``perform`` on this thread (an
-    exception it raises is thrown into the operation)."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        running, item = _advance(op, value, error)
-        if not running:
-            return item  # type: ignore[no-any-return]
-        value, error = None, None
-        try:
-            value = perform(item)
-        except BaseException as e:
-            error = e
-
-
-async def drive_async(op: Op[R], perform: Callable[[IO], Awaitable[Any]]) -> R:
-    """:func:`drive`, awaiting ``perform``."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        running, item = _advance(op, value, error)
-        if not running:
-            return item  # type: ignore[no-any-return]
-        value, error = None, None
-        try:
-            value = await perform(item)
-        except BaseException as e:
-            error = e
 
 
 def run(core: FailoverCore[T], fn: Callable[..., Any], args: tuple[Any, ...],

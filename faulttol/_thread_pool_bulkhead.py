@@ -44,9 +44,10 @@ from ._bulkhead_events import (
     BulkheadOnCallPermittedEvent,
     BulkheadOnCallRejectedEvent,
 )
-from ._clock import Clock, resolve_clock
+from ._clock import Clock
+from ._component import Component, checked_setup
 from ._decorating import wrap_calls
-from .validation import check_config, check_int, check_non_negative, check_str
+from .validation import check_int, check_non_negative
 
 __all__ = [
     "DEFAULT_CORE_THREAD_POOL_SIZE",
@@ -220,7 +221,7 @@ def _run_coroutine(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T
     return asyncio.run(main())
 
 
-class ThreadPoolBulkhead(Executor):
+class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Executor):
     """Runs calls on a bounded pool of threads with a bounded queue; a full pool refuses calls
     with :class:`~faulttol.BulkheadFullError` at once instead of queueing without bound.
 
@@ -245,11 +246,10 @@ class ThreadPoolBulkhead(Executor):
         *,
         clock: Clock | None = None,
     ) -> None:
-        check_str("name", name)
-        config = check_config("config", config, ThreadPoolBulkheadConfig)
-        self._name = name
-        self._config = config
-        self._clock: Clock = resolve_clock(clock)
+        self._name, self._config, self._clock = checked_setup(
+            name, config, ThreadPoolBulkheadConfig, clock
+        )
+        config = self._config
         self._lock = threading.Lock()
         # Guarded by _lock.
         self._queue: deque[_WorkItem] = deque()
@@ -264,26 +264,6 @@ class ThreadPoolBulkhead(Executor):
     # -- properties ------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """The bulkhead's name (used in events, errors, metrics and thread names)."""
-        return self._name
-
-    @property
-    def config(self) -> ThreadPoolBulkheadConfig:
-        """The immutable configuration."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock of keep-alive times and event timestamps."""
-        return self._clock
-
-    @property
-    def events(self) -> BulkheadEvents:
-        """The event publisher (``on_call_permitted``, ``on_call_rejected``, ...)."""
-        return self._events
-
-    @property
     def metrics(self) -> ThreadPoolBulkheadMetrics:
         """``queue_depth``, ``queue_capacity``, ``thread_pool_size``... read live."""
         return self._metrics
@@ -292,9 +272,6 @@ class ThreadPoolBulkhead(Executor):
     def closed(self) -> bool:
         """Whether :meth:`close` (or ``shutdown``) was called."""
         return self._closed
-
-    def __repr__(self) -> str:
-        return f"ThreadPoolBulkhead(name={self._name!r}, config={self._config!r})"
 
     # -- submitting ------------------------------------------------------------------------
 

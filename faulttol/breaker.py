@@ -47,26 +47,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._breaker_config import (
-    DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED,
-    DEFAULT_FAILURE_RATE_THRESHOLD,
-    DEFAULT_IGNORE_EXCEPTIONS,
-    DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE,
-    DEFAULT_MINIMUM_NUMBER_OF_CALLS,
-    DEFAULT_MINIMUM_NUMBER_OF_FAILURES,
-    DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE,
-    DEFAULT_RECORD_EXCEPTIONS,
-    DEFAULT_SLIDING_WINDOW_SIZE,
-    DEFAULT_SLIDING_WINDOW_TYPE,
-    DEFAULT_SLOW_CALL_DURATION_THRESHOLD,
-    DEFAULT_SLOW_CALL_RATE_THRESHOLD,
-    DEFAULT_WAIT_DURATION_IN_OPEN_STATE,
-    CircuitBreakerConfig,
-    SlidingWindowType,
-)
+from . import _breaker_config
+from ._breaker_config import *  # noqa: F403 - the configuration's public names, re-exported
+from ._breaker_config import CircuitBreakerConfig, SlidingWindowType
 from ._breaker_metrics import CircuitBreakerCounters, CircuitBreakerMetrics
 from ._breaker_states import STATES as _STATES
 from ._breaker_states import BreakerState as _BreakerState
+from ._breaker_states import Events as _Events
+from ._breaker_states import Window as _Window
 from ._clock import Clock, SystemClock, resolve_clock
 from ._errors import ConfigTypeError as ConfigTypeError  # importable from here before the split
 from ._state import State
@@ -86,34 +74,19 @@ from .events import Event as Event  # importable from here before the split
 from .window import CountWindow, Snapshot, TimeWindow, rate
 
 __all__ = [
-    "DEFAULT_AUTOMATIC_TRANSITION_FROM_OPEN_TO_HALF_OPEN_ENABLED",
-    "DEFAULT_FAILURE_RATE_THRESHOLD",
-    "DEFAULT_IGNORE_EXCEPTIONS",
-    "DEFAULT_MAX_WAIT_DURATION_IN_HALF_OPEN_STATE",
-    "DEFAULT_MINIMUM_NUMBER_OF_CALLS",
-    "DEFAULT_MINIMUM_NUMBER_OF_FAILURES",
-    "DEFAULT_PERMITTED_NUMBER_OF_CALLS_IN_HALF_OPEN_STATE",
-    "DEFAULT_RECORD_EXCEPTIONS",
-    "DEFAULT_SLIDING_WINDOW_SIZE",
-    "DEFAULT_SLIDING_WINDOW_TYPE",
-    "DEFAULT_SLOW_CALL_DURATION_THRESHOLD",
-    "DEFAULT_SLOW_CALL_RATE_THRESHOLD",
-    "DEFAULT_WAIT_DURATION_IN_OPEN_STATE",
     "CallNotPermittedError",
     "CircuitBreaker",
-    "CircuitBreakerConfig",
     "CircuitBreakerCounters",
     "CircuitBreakerMetrics",
-    "SlidingWindowType",
     "State",
 ]
+__all__ += _breaker_config.__all__  # the configuration's names, re-exported
 
 _log = logging.getLogger("faulttol.breaker")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-C = TypeVar("C", bound=Callable[..., Any])
 
 
 _CLOSED = State.CLOSED
@@ -173,7 +146,7 @@ class CircuitBreaker:
         self._failure_threshold = float(cfg.failure_rate_threshold)
         self._slow_threshold = float(cfg.slow_call_rate_threshold)
         self._slow_duration = float(cfg.slow_call_duration_threshold)  # the windows' rule
-        self._main_window: CountWindow | TimeWindow
+        self._main_window: _Window
         if cfg.sliding_window_type is SlidingWindowType.COUNT_BASED:
             self._main_window = CountWindow(
                 cfg.sliding_window_size, cfg.slow_call_duration_threshold
@@ -191,7 +164,7 @@ class CircuitBreaker:
         self._behavior: _BreakerState = _STATES[_CLOSED]  # how the breaker acts in _state
         self._state = _CLOSED
         self._admits_all = True  # CLOSED, DISABLED, METRICS_ONLY: no permission bookkeeping
-        self._window: CountWindow | TimeWindow = self._main_window
+        self._window: _Window = self._main_window
         self._minimum_calls = self._main_minimum
         self._not_permitted = 0
         self._open_attempts = 0  # OPEN entries since last CLOSED
@@ -224,7 +197,7 @@ class CircuitBreaker:
         if behavior.timed:
             now = self._monotonic()
             if behavior.time_due(self, now) is not None:
-                out: list[CircuitBreakerEvent] = []
+                out: _Events = []
                 with self._lock:
                     self._apply_time(now, out)
                     behavior = self._behavior
@@ -287,7 +260,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Back to CLOSED with fresh metrics; publishes a reset event."""
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             if self._state is _CLOSED:
@@ -306,7 +279,7 @@ class CircuitBreaker:
         """
         if self._admits_all:
             return True
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             permitted = self._acquire(now, out)
@@ -322,7 +295,7 @@ class CircuitBreaker:
         """
         if self._admits_all:
             return True
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             self._apply_time(now, out)
@@ -485,7 +458,7 @@ class CircuitBreaker:
         elif kind == _SUCCESS:
             self._record(duration, now, False, None, None)
         elif kind == _IGNORED:
-            out: list[CircuitBreakerEvent] = []
+            out: _Events = []
             with self._lock:
                 self._release()
                 self._count_ignored += 1
@@ -518,7 +491,7 @@ class CircuitBreaker:
         DISABLED and FORCED_OPEN (a call admitted before the breaker was forced open) count
         the outcome in the cumulative counters only: no window, no success/error event.
         """
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         with self._lock:
             self._apply_time(now, out)
             behavior = self._behavior
@@ -553,7 +526,7 @@ class CircuitBreaker:
         if out:
             self._publish(out)
 
-    def _exceeded(self, window: CountWindow | TimeWindow, min_failures: int) -> tuple[bool, bool]:
+    def _exceeded(self, window: _Window, min_failures: int) -> tuple[bool, bool]:
         """Whether the failure rate and the slow-call rate reach their thresholds."""
         total = window.total_calls
         if total < self._minimum_calls or total == 0:
@@ -564,13 +537,9 @@ class CircuitBreaker:
         return failure, slow
 
     def _emit_exceeded(
-        self,
-        out: list[CircuitBreakerEvent],
-        window: CountWindow | TimeWindow,
-        failure: bool,
-        slow: bool,
-        now: float,
+        self, out: _Events, window: _Window, failure: bool, slow: bool, now: float
     ) -> None:
+        """Publish the rates that reached their thresholds (``failure``, ``slow``)."""
         total = window.total_calls
         if failure and self.events.wants(CircuitBreakerOnFailureRateExceededEvent):
             out.append(
@@ -585,9 +554,7 @@ class CircuitBreaker:
                 )
             )
 
-    def _report_once(
-        self, window: CountWindow | TimeWindow, now: float, out: list[CircuitBreakerEvent]
-    ) -> None:
+    def _report_once(self, window: _Window, now: float, out: _Events) -> None:
         """METRICS_ONLY: publish each exceeded rate once, again only after it dropped below."""
         failure, slow = self._exceeded(window, self.config.minimum_number_of_failures)
         self._emit_exceeded(
@@ -619,7 +586,7 @@ class CircuitBreaker:
 
     # --- permissions -------------------------------------------------------------------
 
-    def _acquire(self, now: float, out: list[CircuitBreakerEvent]) -> bool:
+    def _acquire(self, now: float, out: _Events) -> bool:
         self._apply_time(now, out)
         if self._behavior.acquire(self, now, out):
             return True
@@ -634,20 +601,20 @@ class CircuitBreaker:
 
     # --- transitions -------------------------------------------------------------------
 
-    def _apply_time(self, now: float, out: list[CircuitBreakerEvent]) -> None:
+    def _apply_time(self, now: float, out: _Events) -> None:
         """Make the transition that time has made due, if any (lock held)."""
         due = self._behavior.time_due(self, now)
         if due is not None:
             self._transition(due, now, out)
 
     def _transition_from_outside(self, to: State) -> None:
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             self._transition(to, now, out)
         self._publish(out)
 
-    def _transition(self, to: State, now: float, out: list[CircuitBreakerEvent]) -> None:
+    def _transition(self, to: State, now: float, out: _Events) -> None:
         """Enter state ``to`` and announce it (lock held).
 
         Entering the state the breaker is already in sets the state up afresh (fresh metrics
@@ -677,7 +644,7 @@ class CircuitBreaker:
         behavior.enter(self, now)
         self._refresh_fast_path()
 
-    def _fresh_metrics(self, window: CountWindow | TimeWindow) -> None:
+    def _fresh_metrics(self, window: _Window) -> None:
         window.reset()
         self._window = window
         self._not_permitted = 0
@@ -712,7 +679,7 @@ class CircuitBreaker:
         timer.start()
 
     def _on_timer(self, epoch: int) -> None:
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             if epoch != self._epoch:
@@ -728,18 +695,18 @@ class CircuitBreaker:
     # --- events and reads --------------------------------------------------------------
 
     def _emit(
-        self, out: list[CircuitBreakerEvent], kind: type[CircuitBreakerEvent], now: float
+        self, out: _Events, kind: type[CircuitBreakerEvent], now: float
     ) -> None:
         if self.events.wants(kind):
             out.append(kind(self.name, created_at=now))
 
-    def _publish(self, out: list[CircuitBreakerEvent]) -> None:
+    def _publish(self, out: _Events) -> None:
         publish = self.events.publish
         for event in out:
             publish(event)
 
     def _read_metrics(self) -> tuple[Snapshot, int, int]:
-        out: list[CircuitBreakerEvent] = []
+        out: _Events = []
         now = self._monotonic()
         with self._lock:
             self._apply_time(now, out)

@@ -51,7 +51,8 @@ from ._bulkhead_events import (
     BulkheadOnCallPermittedEvent,
     BulkheadOnCallRejectedEvent,
 )
-from ._clock import Clock, SystemClock, resolve_clock
+from ._clock import Clock, SystemClock
+from ._component import Component, checked_setup
 from ._thread_pool_bulkhead import (
     DEFAULT_CORE_THREAD_POOL_SIZE,
     DEFAULT_KEEP_ALIVE_DURATION,
@@ -61,7 +62,7 @@ from ._thread_pool_bulkhead import (
     ThreadPoolBulkheadConfig,
     ThreadPoolBulkheadMetrics,
 )
-from .validation import check_config, check_int, check_non_negative, check_str
+from .validation import check_int, check_non_negative
 
 __all__ = [
     "DEFAULT_CORE_THREAD_POOL_SIZE",
@@ -256,7 +257,7 @@ class BulkheadMetrics:
         )
 
 
-class Bulkhead:
+class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
     """At most ``max_concurrent_calls`` calls inside at once; a decorator for sync and async
     functions, ``.call(fn, ...)`` and ``await .call_async(fn, ...)``.
 
@@ -289,11 +290,8 @@ class Bulkhead:
     def __init__(
         self, name: str, config: BulkheadConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        check_str("name", name)
-        config = check_config("config", config, BulkheadConfig)
-        self._name = name
-        self._config = config
-        self._clock: Clock = resolve_clock(clock)
+        self._name, self._config, self._clock = checked_setup(name, config, BulkheadConfig, clock)
+        config = self._config
         self._real_waits = isinstance(self._clock, SystemClock)
         self._max_wait = float(config.max_wait_duration)
         # One token per free slot: taken with pop(), given back with append(), both atomic.
@@ -317,32 +315,9 @@ class Bulkhead:
     # -- properties ------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """The bulkhead's name (used in events, errors and metrics)."""
-        return self._name
-
-    @property
-    def config(self) -> BulkheadConfig:
-        """The immutable configuration."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock used for waits and event timestamps."""
-        return self._clock
-
-    @property
-    def events(self) -> BulkheadEvents:
-        """The event publisher (``on_call_permitted``, ``on_call_rejected``, ...)."""
-        return self._events
-
-    @property
     def metrics(self) -> BulkheadMetrics:
         """``available_concurrent_calls`` and ``max_allowed_concurrent_calls``, read live."""
         return self._metrics
-
-    def __repr__(self) -> str:
-        return f"Bulkhead(name={self._name!r}, config={self._config!r})"
 
     # -- raw permit operations ---------------------------------------------------------------
 

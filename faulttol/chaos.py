@@ -34,11 +34,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ._clock import Clock, resolve_clock
+from ._clock import Clock
+from ._component import Named, checked_name_and_clock
 from ._decorating import wrap_calls
 from ._errors import ConfigTypeError
 from .events import Event, EventPublisher
-from .validation import check_instance, check_non_negative, check_number, check_str, describe
+from .validation import check_instance, check_non_negative, check_number, describe
 
 __all__ = [
     "PROCEED",
@@ -137,7 +138,7 @@ def _check_enabled(value: object) -> bool | Callable[[], object]:
     )
 
 
-class ChaosStrategy:
+class ChaosStrategy(Named[ChaosEvents]):
     """What every chaos strategy shares: when to inject (``injection_rate``, ``enabled``,
     ``random``), its name, clock and events, and the ways to apply it to calls.
 
@@ -166,16 +167,12 @@ class ChaosStrategy:
             self._random: Callable[[], float] = random.random
         else:
             self._random = _random_module.random
-        self._name = self._default_name if name is None else cast(str, check_str("name", name))
-        self._clock: Clock = resolve_clock(clock)
+        self._name, self._clock = checked_name_and_clock(
+            self._default_name if name is None else name, clock
+        )
         self._events = ChaosEvents()
 
     # --- public state ----------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The strategy's name (in events)."""
-        return self._name
 
     @property
     def injection_rate(self) -> float:
@@ -186,16 +183,6 @@ class ChaosStrategy:
     def enabled(self) -> bool | Callable[[], object]:
         """A bool, or the zero-argument callable asked on every call."""
         return self._enabled
-
-    @property
-    def clock(self) -> Clock:
-        """The clock for latencies and event timestamps."""
-        return self._clock
-
-    @property
-    def events(self) -> ChaosEvents:
-        """The event publisher."""
-        return self._events
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, injection_rate={self._rate!r})"

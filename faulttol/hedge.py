@@ -40,17 +40,16 @@ from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ._clock import Clock, SystemClock, resolve_clock
+from ._clock import Clock, SystemClock
+from ._component import Component, checked_setup
 from ._decorating import wrap_calls
 from ._hedge_pool import CachedThreadPool
 from .events import HedgeEvents, HedgeOnHedgeEvent, HedgeOnSuccessEvent
 from .validation import (
     check_callable,
-    check_config,
     check_exception_types,
     check_int,
     check_non_negative,
-    check_str,
 )
 
 __all__ = [
@@ -172,7 +171,7 @@ def _release(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class Hedge:
+class Hedge(Component[HedgeConfig, HedgeEvents]):
     """A named hedging policy: ``.call(fn, ...)``, ``await .call_async(fn, ...)`` or a
     decorator on plain and ``async def`` functions.
 
@@ -200,11 +199,8 @@ class Hedge:
     def __init__(
         self, name: str, config: HedgeConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        check_str("name", name)
-        config = check_config("config", config, HedgeConfig)
-        self._name = name
-        self._config = config
-        self._clock: Clock = resolve_clock(clock)
+        self._name, self._config, self._clock = checked_setup(name, config, HedgeConfig, clock)
+        config = self._config
         self._system_clock = isinstance(self._clock, SystemClock)
         self._events = HedgeEvents()
         self._lock = threading.Lock()
@@ -213,26 +209,6 @@ class Hedge:
         self._pool: CachedThreadPool | None = None
 
     # -- properties ------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The hedge's name (used in events, metrics and thread names)."""
-        return self._name
-
-    @property
-    def config(self) -> HedgeConfig:
-        """The immutable configuration."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock that measures the delays and stamps the events."""
-        return self._clock
-
-    @property
-    def events(self) -> HedgeEvents:
-        """The event publisher (``on_hedge``, ``on_success``, ``on_event``)."""
-        return self._events
 
     @property
     def metrics(self) -> HedgeMetrics:
@@ -265,9 +241,6 @@ class Hedge:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"Hedge(name={self._name!r}, config={self._config!r})"
 
     # -- bookkeeping -----------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import _failover_ops as ops
+from . import _provider_config
 from ._async_provider import AsyncOrderedProvider
-from ._failover_ops import IO, Kind, Op, always_replay
+from ._failover_ops import IO, Kind, MayReplay, Op, always_replay
 from ._failover_types import (
     ActiveState,
     NoValidTargetError,
@@ -56,38 +57,20 @@ from ._failover_types import (
 )
 from ._health_monitor import HealthMonitor
 from ._provider_common import ProviderBase
-from ._provider_config import (
-    DEFAULT_AUTO_FAILBACK_GRACE_PERIOD,
-    DEFAULT_AUTO_FAILBACK_INTERVAL,
-    DEFAULT_FAILOVER_ATTEMPTS,
-    DEFAULT_FAILOVER_DELAY,
-    DEFAULT_FAILOVER_STRATEGY,
-    DEFAULT_FALLBACK_EXCEPTIONS,
-    DEFAULT_HEALTH_CHECK_INTERVAL,
-    FailoverStrategy,
-    ProviderConfig,
-)
+from ._provider_config import *  # noqa: F403 - the configuration's public names, re-exported
 
 __all__ = [
-    "DEFAULT_AUTO_FAILBACK_GRACE_PERIOD",
-    "DEFAULT_AUTO_FAILBACK_INTERVAL",
-    "DEFAULT_FAILOVER_ATTEMPTS",
-    "DEFAULT_FAILOVER_DELAY",
-    "DEFAULT_FAILOVER_STRATEGY",
-    "DEFAULT_FALLBACK_EXCEPTIONS",
-    "DEFAULT_HEALTH_CHECK_INTERVAL",
     "ActiveState",
     "AsyncOrderedProvider",
-    "FailoverStrategy",
     "NoValidTargetError",
     "OrderedProvider",
-    "ProviderConfig",
     "Slot",
     "SwitchEvent",
     "SwitchReason",
     "TargetStatus",
     "TemporaryUnavailableError",
 ]
+__all__ += _provider_config.__all__  # the configuration's names, re-exported
 
 _log = logging.getLogger("faulttol.provider")
 
@@ -129,9 +112,11 @@ class OrderedProvider(ProviderBase[T]):
         fallback_exceptions: outcomes that make the provider fail over to the next target.
         health_check: ``check(target) -> bool`` run for every target every
             ``health_check_interval`` seconds on one background thread.
-        health_check_interval, auto_failback_interval: see :class:`ProviderConfig`.
+        health_check_interval: see :class:`ProviderConfig`.
+        auto_failback_interval: see :class:`ProviderConfig`.
         clock: the clock (``None``: the default clock).
-        names, weights: a name and a weight per target.
+        names: a name per target.
+        weights: a weight per target.
         probe: ``probe(target, exc) -> bool`` run at once when a call fails with a retryable
             or fallback exception; defaults to ``health_check`` (ignoring ``exc``).
         initial_index: the index to start on (``None``: the strategy's first choice).
@@ -181,21 +166,19 @@ class OrderedProvider(ProviderBase[T]):
         fn: Callable[..., R],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
+        may_replay: MayReplay = always_replay,
     ) -> R:
         """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
         again (on the same target or another); an ambiguous failure should answer False."""
         slot = self._core.state.slot
-        breaker = slot.breaker
-        if slot.healthy is not False and breaker.try_acquire_permission():
-            now = self._clock.monotonic
-            start = now()
+        if slot.healthy is not False and slot.breaker.try_acquire_permission():
+            start = self._clock.monotonic()
             try:
                 result = fn(slot.target, *args, **(kwargs or {}))
             except BaseException as exc:
-                breaker.on_error(now() - start, exc)
+                slot.breaker.on_error(self._clock.monotonic() - start, exc)
                 return self.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
-            breaker.on_result(now() - start, result)
+            slot.breaker.on_result(self._clock.monotonic() - start, result)
             return result
         return self.recover(fn, args, kwargs, may_replay, slot=slot, exc=None)
 
@@ -204,7 +187,7 @@ class OrderedProvider(ProviderBase[T]):
         fn: Callable[..., R],
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+        may_replay: MayReplay,
         *,
         slot: Slot[T],
         exc: BaseException | None,
@@ -252,11 +235,8 @@ class OrderedProvider(ProviderBase[T]):
         return await self._run_async(fn, args, kwargs, always_replay)
 
     async def execute_with_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] = always_replay,
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None, may_replay: MayReplay = always_replay,
     ) -> R:
         """Deprecated: use :class:`AsyncOrderedProvider`. The asyncio twin of
         :meth:`execute_with`."""
@@ -264,11 +244,8 @@ class OrderedProvider(ProviderBase[T]):
         return await self._run_async(fn, args, kwargs, may_replay)
 
     async def _run_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool],
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None, may_replay: MayReplay,
     ) -> R:
         async def perform(request: IO) -> Any:  # the call awaited, the rest synchronous
             value = self._perform(request)

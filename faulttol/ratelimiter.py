@@ -36,14 +36,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ._clock import Clock, resolve_clock
+from ._clock import Clock
+from ._component import Component, checked_setup
 from .events import Event, EventPublisher
 from .validation import (
-    check_config,
     check_int,
     check_non_negative,
     check_positive,
-    check_str,
 )
 
 __all__ = [
@@ -249,7 +248,7 @@ class _Cycle:
 # --- the limiter -------------------------------------------------------------------------
 
 
-class RateLimiter:
+class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents]):
     """A resilience4j-style rate limiter; also a decorator for sync and async functions.
 
     >>> limiter = RateLimiter("api", RateLimiterConfig(limit_for_period=10,
@@ -267,6 +266,7 @@ class RateLimiter:
 
     __slots__ = (
         "__weakref__",
+        "_clock",
         "_config",
         "_current",
         "_debt",
@@ -285,18 +285,16 @@ class RateLimiter:
         "_tickets",
         "_timeout_ns",
         "_waiting",
-        "clock",
     )
 
     def __init__(
         self, name: str, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        check_str("name", name)
-        config = check_config("config", config, RateLimiterConfig)
-        self._name = name
-        self._config = config
-        self.clock: Clock = resolve_clock(clock)
-        self._monotonic = self.clock.monotonic
+        self._name, self._config, self._clock = checked_setup(
+            name, config, RateLimiterConfig, clock
+        )
+        config = self._config
+        self._monotonic = self._clock.monotonic
         self._events = RateLimiterEvents(self._listeners_changed)
         self._publish = False
         self._metrics = RateLimiterMetrics(self)
@@ -322,27 +320,9 @@ class RateLimiter:
     # --- public state ----------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """The limiter's name (used in events, errors and metrics)."""
-        return self._name
-
-    @property
-    def config(self) -> RateLimiterConfig:
-        """The configuration, with the values of the last ``change_*`` calls."""
-        return self._config
-
-    @property
-    def events(self) -> RateLimiterEvents:
-        """The event publisher (``on_success``, ``on_failure``, ``on_event``)."""
-        return self._events
-
-    @property
     def metrics(self) -> RateLimiterMetrics:
         """``available_permissions`` and ``number_of_waiting_threads``, read live."""
         return self._metrics
-
-    def __repr__(self) -> str:
-        return f"RateLimiter(name={self._name!r}, config={self._config!r})"
 
     # --- the cycle arithmetic (under _lock) ------------------------------------------------
 
@@ -489,7 +469,7 @@ class RateLimiter:
         wait, key = self._reserve_waiting(permits, self._now_ns())
         if wait > 0:
             try:
-                self.clock.sleep(wait / _NS)
+                self._clock.sleep(wait / _NS)
             except BaseException:
                 self._end_wait(key, gave_up=True)
                 raise
@@ -511,7 +491,7 @@ class RateLimiter:
         wait, key = self._reserve_waiting(permits, self._now_ns())
         if wait > 0:
             try:
-                await self.clock.sleep_async(wait / _NS)
+                await self._clock.sleep_async(wait / _NS)
             except BaseException:
                 self._end_wait(key, gave_up=True)
                 raise

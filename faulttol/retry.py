@@ -3,8 +3,11 @@
 A :class:`Retry` runs the first attempt as a plain call inside ``try``/``except``, so a call
 that succeeds pays almost nothing for being retryable. Only after a first failure that is to
 be retried does it hand over to tenacity: tenacity's exponential wait, its stop strategy and
-its ``Retrying``/``AsyncRetrying`` loop run the remaining attempts, sleeping through the
-injected clock (so :class:`faulttol.testing.FakeClock` drives backoff in tests).
+its ``Retrying`` decisions run the remaining attempts. That loop is written once, as a
+generator of requests ("attempt", "sleep") run by a thin sync or asyncio driver
+(``faulttol._drive``), sleeping through the injected clock (so
+:class:`faulttol.testing.FakeClock` drives backoff in tests). The configuration
+(:class:`RetryConfig` and its defaults) lives in ``faulttol._retry_config``, re-exported here.
 
 Semantics follow resilience4j: ``max_attempts`` counts the first call; the wait after the n-th
 failed attempt is ``wait_duration * backoff_multiplier ** (n - 1)``, capped by
@@ -27,15 +30,19 @@ import inspect
 import random
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from tenacity import AsyncRetrying, DoAttempt, DoSleep, RetryCallState, Retrying
+from tenacity import DoAttempt, DoSleep, RetryCallState, Retrying
 from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
-from ._clock import Clock, resolve_clock
+from . import _retry_config
+from ._clock import Clock
+from ._component import Component, checked_setup
+from ._drive import Op, drive, drive_async
+from ._retry_config import *  # noqa: F403 - the configuration's public names, re-exported
+from ._retry_config import RetryConfig
 from .events import (
     RetryEvents,
     RetryOnErrorEvent,
@@ -43,51 +50,12 @@ from .events import (
     RetryOnRetryEvent,
     RetryOnSuccessEvent,
 )
-from .validation import (
-    check_bool,
-    check_callable,
-    check_config,
-    check_exception_types,
-    check_int,
-    check_non_negative,
-    check_number,
-    check_str,
-)
 
-__all__ = [
-    "DEFAULT_BACKOFF_MULTIPLIER",
-    "DEFAULT_FAIL_AFTER_MAX_ATTEMPTS",
-    "DEFAULT_IGNORE_EXCEPTIONS",
-    "DEFAULT_JITTER",
-    "DEFAULT_MAX_ATTEMPTS",
-    "DEFAULT_MAX_WAIT_DURATION",
-    "DEFAULT_RETRY_EXCEPTIONS",
-    "DEFAULT_WAIT_DURATION",
-    "MaxRetriesExceededError",
-    "Retry",
-    "RetryConfig",
-]
+__all__ = ["MaxRetriesExceededError", "Retry"]
+__all__ += _retry_config.__all__  # the configuration's names, re-exported
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-DEFAULT_MAX_ATTEMPTS: Final = 3
-"""Attempts in all, the first call included."""
-DEFAULT_WAIT_DURATION: Final = 0.5
-"""Seconds to wait after the first failed attempt."""
-DEFAULT_BACKOFF_MULTIPLIER: Final = 2.0
-"""Each further wait is this many times the previous one."""
-DEFAULT_MAX_WAIT_DURATION: Final[float | None] = None
-"""Upper bound of one wait in seconds; ``None`` means no bound."""
-DEFAULT_JITTER: Final = 0.0
-"""Randomization factor: 0 means fixed waits."""
-DEFAULT_RETRY_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (Exception,)
-"""Exception types that are retried (unless ignored)."""
-DEFAULT_IGNORE_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = ()
-"""Exception types that are never retried."""
-DEFAULT_FAIL_AFTER_MAX_ATTEMPTS: Final = False
-"""Whether a result-based retry raises when attempts run out (instead of returning)."""
-
 
 class MaxRetriesExceededError(Exception):
     """A result-based retry ran out of attempts while ``fail_after_max_attempts`` was set.
@@ -108,65 +76,6 @@ class MaxRetriesExceededError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.retry_name, self.attempts, self.last_result))
-
-
-# --- configuration ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryConfig:
-    """How a :class:`Retry` decides whether, how often and how long to wait before retrying.
-
-    Immutable. A value of the wrong kind (a string or a bool for a number, a non-exception
-    in an exception list...) raises ``ConfigTypeError`` (a ``TypeError`` and a
-    ``ValueError``); a value out of range (negative, NaN, infinite, a multiplier below 1, a
-    jitter outside [0, 1]) raises ``ValueError``. Both name the field and what it allows.
-    """
-
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    """Attempts in all, counting the first call (>= 1)."""
-    wait_duration: float = DEFAULT_WAIT_DURATION
-    """Seconds after the first failed attempt (>= 0)."""
-    backoff_multiplier: float = DEFAULT_BACKOFF_MULTIPLIER
-    """Wait n is ``wait_duration * backoff_multiplier ** (n - 1)`` (>= 1)."""
-    max_wait_duration: float | None = DEFAULT_MAX_WAIT_DURATION
-    """Cap of one wait in seconds (>= 0 and finite), or ``None`` for no cap."""
-    jitter: float = DEFAULT_JITTER
-    """Randomization factor in [0, 1]: the wait is scaled by U(1 - jitter, 1 + jitter)."""
-    retry_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRY_EXCEPTIONS
-    """Exception types that are retried."""
-    ignore_exceptions: tuple[type[BaseException], ...] = DEFAULT_IGNORE_EXCEPTIONS
-    """Exception types never retried; wins over everything else."""
-    retry_on_exception: Callable[[BaseException], bool] | None = None
-    """When given, decides instead of ``retry_exceptions`` (ignore still wins)."""
-    retry_on_result: Callable[[Any], bool] | None = None
-    """A result for which this returns true is retried."""
-    fail_after_max_attempts: bool = DEFAULT_FAIL_AFTER_MAX_ATTEMPTS
-    """Raise :class:`MaxRetriesExceededError` when a result-based retry runs out."""
-
-    def __post_init__(self) -> None:
-        check_int("max_attempts", self.max_attempts, minimum=1)
-        check_non_negative("wait_duration", self.wait_duration, allowed="finite seconds >= 0")
-        check_number(
-            "backoff_multiplier",
-            self.backoff_multiplier,
-            minimum=1,
-            allowed="a finite number >= 1",
-        )
-        if self.max_wait_duration is not None:
-            check_non_negative(
-                "max_wait_duration",
-                self.max_wait_duration,
-                allowed="finite seconds >= 0, or None for no cap",
-            )
-        check_number(
-            "jitter", self.jitter, minimum=0, maximum=1, allowed="a randomization factor in [0, 1]"
-        )
-        for name in ("retry_exceptions", "ignore_exceptions"):
-            object.__setattr__(self, name, check_exception_types(name, getattr(self, name)))
-        for name in ("retry_on_exception", "retry_on_result"):
-            check_callable(name, getattr(self, name))
-        check_bool("fail_after_max_attempts", self.fail_after_max_attempts)
 
 
 # --- tenacity strategies --------------------------------------------------------------------
@@ -231,7 +140,7 @@ def _exhausted(retry_state: RetryCallState) -> _Exhausted:
 # --- the retry ----------------------------------------------------------------------------
 
 
-class Retry:
+class Retry(Component[RetryConfig, RetryEvents]):
     """A named retry policy: ``.call(fn, ...)``, ``await .call_async(fn, ...)`` or a decorator.
 
     ``.events`` publishes ``on_retry`` (before each wait; ``attempt`` = failed attempts so
@@ -242,40 +151,14 @@ class Retry:
     __slots__ = ("_clock", "_config", "_events", "_name", "_policy", "_stop", "_wait")
 
     def __init__(self, name: str, config: RetryConfig | None = None, *, clock: Clock | None = None):
-        check_str("name", name)
-        config = check_config("config", config, RetryConfig)
-        self._name = name
-        self._config = config
-        self._clock: Clock = resolve_clock(clock)
+        self._name, self._config, self._clock = checked_setup(name, config, RetryConfig, clock)
+        config = self._config
         self._events = RetryEvents()
         self._wait = _BackoffWait(config)
         self._stop = stop_after_attempt(config.max_attempts)
         self._policy = _RetryPolicy(self)
 
     # -- properties ------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The retry's name (used in events and errors)."""
-        return self._name
-
-    @property
-    def config(self) -> RetryConfig:
-        """The immutable configuration."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock used for waits and event timestamps."""
-        return self._clock
-
-    @property
-    def events(self) -> RetryEvents:
-        """The event publisher (``on_retry``, ``on_success``, ``on_error``, ...)."""
-        return self._events
-
-    def __repr__(self) -> str:
-        return f"Retry(name={self._name!r}, config={self._config!r})"
 
     # -- building blocks (also used by OrderedProvider's failover-aware loop) ---------------
 
@@ -350,17 +233,16 @@ class Retry:
             )
 
     # -- calling ---------------------------------------------------------------------------
+    # The first attempt is a plain call (a success pays almost nothing for being retryable);
+    # everything after a first failure, ignoring an exception included, is the retry loop's.
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)``, retrying as configured."""
+        predicate = self._config.retry_on_result
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            if not self.is_retryable(exc):
-                self.record_ignored(exc)
-                raise
             return self._retry_sync(fn, args, kwargs, exc, None)
-        predicate = self._config.retry_on_result
         if predicate is not None and predicate(result):
             return self._retry_sync(fn, args, kwargs, None, result)
         return result
@@ -369,14 +251,11 @@ class Retry:
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``fn(*args, **kwargs)``, retrying as configured (waits use ``sleep_async``)."""
+        predicate = self._config.retry_on_result
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            if not self.is_retryable(exc):
-                self.record_ignored(exc)
-                raise
             return await self._retry_async(fn, args, kwargs, exc, None)
-        predicate = self._config.retry_on_result
         if predicate is not None and predicate(result):
             return await self._retry_async(fn, args, kwargs, None, result)
         return result
@@ -385,10 +264,8 @@ class Retry:
         """Wrap ``fn`` (a plain or ``async def`` function) so every call is retried."""
         if not callable(fn):
             raise TypeError(f"Retry.decorate expects a callable, got {fn!r}")
-        is_retryable = self.is_retryable
-        record_ignored = self.record_ignored
         predicate = self._config.retry_on_result
-
+        # Written out for sync and asyncio: going through call() would add a frame per call.
         if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[P, Awaitable[Any]], fn)
             retry_async = self._retry_async
@@ -398,9 +275,6 @@ class Retry:
                 try:
                     result = await afn(*args, **kwargs)
                 except Exception as exc:
-                    if not is_retryable(exc):
-                        record_ignored(exc)
-                        raise
                     return await retry_async(afn, args, kwargs, exc, None)
                 if predicate is not None and predicate(result):
                     return await retry_async(afn, args, kwargs, None, result)
@@ -415,9 +289,6 @@ class Retry:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                if not is_retryable(exc):
-                    record_ignored(exc)
-                    raise
                 return retry_sync(fn, args, kwargs, exc, None)
             if predicate is not None and predicate(result):
                 return retry_sync(fn, args, kwargs, None, result)
@@ -429,7 +300,89 @@ class Retry:
         """Decorator form of :meth:`decorate`."""
         return self.decorate(fn)
 
-    # -- after the first failure: tenacity's loop --------------------------------------------
+    # -- after the first attempt: tenacity's loop, written once --------------------------------
+
+    def _retry_sync(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None,
+        result: object,
+    ) -> T:
+        sleep = self._clock.sleep
+
+        def perform(wait: float | None) -> Any:
+            if wait is None:
+                return fn(*args, **kwargs)
+            return sleep(wait)
+
+        return cast(T, drive(self._loop(fn, args, kwargs, exc, result), perform))
+
+    async def _retry_async(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None,
+        result: object,
+    ) -> T:
+        sleep_async = self._clock.sleep_async
+
+        async def perform(wait: float | None) -> Any:
+            if wait is None:
+                return await fn(*args, **kwargs)
+            return await sleep_async(wait)
+
+        return cast(T, await drive_async(self._loop(fn, args, kwargs, exc, result), perform))
+
+    def _loop(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None,
+        result: object,
+    ) -> Op[float | None, Any]:
+        """The retry loop after the first attempt (whose outcome is ``exc`` or ``result``), as
+        an operation for :func:`~faulttol._drive.drive`: it yields ``None`` to have one more
+        attempt made (and receives its result, or has its exception thrown in), or the seconds
+        to sleep before it. tenacity decides (its strategies are all synchronous, so its sync
+        ``Retrying`` serves asyncio callers too); the clock sleeps.
+        """
+        if exc is not None and not self.is_retryable(exc):
+            self.record_ignored(exc)
+            raise exc  # never retried: tenacity is not even set up
+        retrying = Retrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=self._policy,
+            before_sleep=self._on_before_sleep,
+            retry_error_callback=_exhausted,
+        )
+        retrying.begin()
+        state = RetryCallState(retrying, fn, args, kwargs)
+        if exc is not None:
+            state.set_exception((type(exc), exc, exc.__traceback__))
+        else:
+            state.set_result(result)
+        del exc, result
+        while True:
+            try:
+                do = retrying.iter(state)
+            except Exception as raised:
+                self._not_retried(state, raised)
+                raise
+            if isinstance(do, DoAttempt):
+                try:
+                    state.set_result((yield None))
+                except Exception:
+                    state.set_exception(cast(Any, sys.exc_info()))
+            elif isinstance(do, DoSleep):
+                state.prepare_for_next_attempt()
+                yield float(do)
+            else:
+                return self._finish(state, do)
 
     def _on_before_sleep(self, retry_state: RetryCallState) -> None:
         if not self._events.wants(RetryOnRetryEvent):
@@ -442,24 +395,6 @@ class Retry:
         else:
             result = outcome.result() if outcome is not None else None
             self.record_retry(retry_state.attempt_number, wait, result=result)
-
-    def _start_state(
-        self,
-        retrying: Retrying | AsyncRetrying,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        exc: BaseException | None,
-        result: object,
-    ) -> RetryCallState:
-        """tenacity call state holding the outcome of the first attempt (already made)."""
-        retrying.begin()
-        state = RetryCallState(retrying, fn, args, kwargs)
-        if exc is not None:
-            state.set_exception((type(exc), exc, exc.__traceback__))
-        else:
-            state.set_result(result)
-        return state
 
     def _finish(self, state: RetryCallState, outcome_value: object) -> Any:
         """Turn the tenacity loop's final value into our result, publishing events."""
@@ -484,79 +419,3 @@ class Retry:
         outcome = state.outcome
         if outcome is not None and outcome.failed and outcome.exception() is exc:
             self.record_ignored(exc)
-
-    def _retry_sync(
-        self,
-        fn: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        exc: BaseException | None,
-        result: object,
-    ) -> T:
-        retrying = Retrying(
-            sleep=self._clock.sleep,
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._policy,
-            before_sleep=self._on_before_sleep,
-            retry_error_callback=_exhausted,
-        )
-        state = self._start_state(retrying, fn, args, kwargs, exc, result)
-        del exc, result
-        while True:
-            try:
-                do = retrying.iter(state)
-            except Exception as raised:
-                self._not_retried(state, raised)
-                raise
-            if isinstance(do, DoAttempt):
-                try:
-                    value = fn(*args, **kwargs)
-                except Exception:
-                    state.set_exception(cast(Any, sys.exc_info()))
-                else:
-                    state.set_result(value)
-            elif isinstance(do, DoSleep):
-                state.prepare_for_next_attempt()
-                self._clock.sleep(float(do))
-            else:
-                return cast(T, self._finish(state, do))
-
-    async def _retry_async(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        exc: BaseException | None,
-        result: object,
-    ) -> T:
-        retrying = AsyncRetrying(
-            sleep=self._clock.sleep_async,
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._policy,
-            before_sleep=self._on_before_sleep,
-            retry_error_callback=_exhausted,
-        )
-        state = self._start_state(retrying, fn, args, kwargs, exc, result)
-        del exc, result
-        while True:
-            try:
-                do: Any = retrying.iter(state)
-                if inspect.isawaitable(do):  # tenacity >= 8.3: AsyncRetrying.iter is async
-                    do = await do
-            except Exception as raised:
-                self._not_retried(state, raised)
-                raise
-            if isinstance(do, DoAttempt):
-                try:
-                    value = await fn(*args, **kwargs)
-                except Exception:
-                    state.set_exception(cast(Any, sys.exc_info()))
-                else:
-                    state.set_result(value)
-            elif isinstance(do, DoSleep):
-                state.prepare_for_next_attempt()
-                await self._clock.sleep_async(float(do))
-            else:
-                return cast(T, self._finish(state, do))

@@ -36,11 +36,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ._clock import Clock, SystemClock, resolve_clock
+from ._clock import Clock, SystemClock
+from ._component import Component, checked_setup
 from ._decorating import wrap_calls
 from ._thread_pool_bulkhead import ThreadPoolBulkhead, ThreadPoolBulkheadConfig
 from .events import Event, EventPublisher
-from .validation import check_bool, check_config, check_instance, check_non_negative, check_str
+from .validation import check_bool, check_instance, check_non_negative
 
 __all__ = [
     "DEFAULT_CANCEL_RUNNING_FUTURE",
@@ -220,7 +221,7 @@ def default_executor() -> ThreadPoolBulkhead:
 _SUCCESS, _FAILURE, _TIMEOUT = range(3)
 
 
-class TimeLimiter:
+class TimeLimiter(Component[TimeLimiterConfig, TimeLimiterEvents]):
     """Bounds how long a call may take: a decorator for sync and ``async def`` functions,
     ``.call(fn, ...)`` (sync functions, run on the executor) and ``await .call_async(fn, ...)``
     (``async def`` functions as tasks of the caller's loop; sync functions on the executor,
@@ -254,8 +255,10 @@ class TimeLimiter:
         clock: Clock | None = None,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
-        check_str("name", name)
-        config = check_config("config", config, TimeLimiterConfig)
+        self._name, self._config, self._clock = checked_setup(
+            name, config, TimeLimiterConfig, clock
+        )
+        config = self._config
         if executor is not None:
             check_instance(
                 "executor",
@@ -263,11 +266,8 @@ class TimeLimiter:
                 concurrent.futures.Executor,
                 "a concurrent.futures.Executor (e.g. a ThreadPoolBulkhead) or None",
             )
-        self._name = name
-        self._config = config
         self._timeout = float(config.timeout_duration)
         self._cancel = config.cancel_running_future
-        self._clock: Clock = resolve_clock(clock)
         self._real_waits = isinstance(self._clock, SystemClock)
         self._executor = executor
         self._events = TimeLimiterEvents()
@@ -281,37 +281,14 @@ class TimeLimiter:
     # -- properties ------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """The limiter's name (used in events, errors and metrics)."""
-        return self._name
-
-    @property
-    def config(self) -> TimeLimiterConfig:
-        """The immutable configuration."""
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        """The clock deadlines are measured on."""
-        return self._clock
-
-    @property
     def executor(self) -> concurrent.futures.Executor:
         """Where sync calls run: the ``executor=`` given, else :func:`default_executor`."""
         return self._executor if self._executor is not None else default_executor()
 
     @property
-    def events(self) -> TimeLimiterEvents:
-        """The event publisher (``on_success``, ``on_error``, ``on_timeout``)."""
-        return self._events
-
-    @property
     def metrics(self) -> TimeLimiterMetrics:
         """Calls by outcome since creation."""
         return self._metrics
-
-    def __repr__(self) -> str:
-        return f"TimeLimiter(name={self._name!r}, config={self._config!r})"
 
     # -- calling ---------------------------------------------------------------------------
 
