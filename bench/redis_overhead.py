@@ -6,7 +6,8 @@ server; what a failover layer adds is *client CPU*, measured here with ``time.pr
 (CPU of this whole process, all threads — background health checks included, which over a
 round of 5k GETs is noise).
 
-Two parts (``--only sync`` or ``--only asyncio``; both by default), each with its own anchor:
+Four parts (``--only sync``, ``asyncio``, ``memory`` or ``memory-asyncio``; all by default),
+each with its own anchor:
 
 * sync: ``raw redis.Redis`` (the anchor, same socket timeouts, 0.5 s), a second identical raw
   client (``A/A control``: its ratio to the anchor should be 1.000; how far it is off shows
@@ -19,13 +20,22 @@ Two parts (``--only sync`` or ``--only asyncio``; both by default), each with it
   with two (if this redis-py has it). Every client is initialized first (startup probes,
   health-check tasks running on the loop).
 
+* memory, memory-asyncio (network-free): raw redis-py (the anchor) and its A/A control,
+  ``FailoverRedis`` with two databases and hang detection on (the default config), and
+  redis-py's ``MultiDBClient`` with two, every one of them on connections whose socket is a
+  buffer in this process (each client keeps its own connection classes; only ``_connect``
+  changes), with redis-py's default socket settings. Only client-side Python work counts:
+  the table shows what each client *adds* over raw redis-py in µs CPU per GET (the median of
+  the per-round differences) and faulttol's addition as a fraction of MultiDBClient's.
+  Targets (issue 9): faulttol <= +1.0 µs and <= 0.25x MultiDBClient's addition.
+
 The clients of a part take turns in rounds (``--rounds``, default 40, of ``--gets`` GETs
 each, default 5,000: short rounds, so the rows of one round are measured within a second of
 each other); the order is reversed every other round so drift and noise hit every row alike.
 The table shows the median and best CPU µs/GET over the rounds, the median wall µs/GET, and
 the ratio to raw three ways: the median of the per-round ratios (the verdict: the least
 sensitive to load from other processes), the ratio of the medians, and the ratio of the best
-rounds. Target (from the issues): faulttol <= 1.03x raw, sync and asyncio.
+rounds. Target (from the issues): faulttol <= 1.03x raw, sync and asyncio (real sockets).
 
 ``--profile`` instead profiles GETs through ``FailoverRedis`` (the parts ``--only`` selects)
 with cProfile (faulttol and faulttol_redis functions first) and times each piece of
@@ -50,7 +60,7 @@ import statistics
 import sys
 import time
 import timeit
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -72,7 +82,7 @@ from _common import (
 
 import faulttol_redis.asyncio
 import faulttol_redis.asyncio.client
-from faulttol_redis import FailoverRedis
+from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
 from faulttol_redis.client import _run_command
 
 KEY = "bench:overhead:key"
@@ -81,8 +91,21 @@ RAW = "raw redis.Redis"
 CONTROL = "raw redis.Redis again (A/A control)"
 ARAW = "raw redis.asyncio.Redis"
 ACONTROL = "raw redis.asyncio.Redis again (A/A control)"
-PARTS = ("sync", "asyncio")
-ANCHORS = {"sync": (RAW, CONTROL), "asyncio": (ARAW, ACONTROL)}
+MEMORY_RAW = "raw redis.Redis, in-memory socket"
+MEMORY_CONTROL = "raw redis.Redis again (A/A control)"
+MEMORY_FT = "faulttol, 2 dbs, hang detection on (defaults)"
+MEMORY_RP = "redis-py MultiDBClient, 2 dbs"
+MEMORY_ARAW = "raw redis.asyncio.Redis, in-memory socket"
+MEMORY_ACONTROL = "raw redis.asyncio.Redis again (A/A control)"
+MEMORY_AFT = "faulttol asyncio, 2 dbs, hang detection on (defaults)"
+MEMORY_ARP = "redis-py async MultiDBClient, 2 dbs"
+MEMORY_TARGET_US = 1.0
+"""Target: faulttol's addition over raw redis-py, µs CPU per GET (issue 9)."""
+MEMORY_TARGET_SHARE = 0.25
+"""Target: faulttol's addition as a fraction of MultiDBClient's."""
+PARTS = ("sync", "asyncio", "memory", "memory-asyncio")
+ANCHORS = {"sync": (RAW, CONTROL), "asyncio": (ARAW, ACONTROL),
+           "memory": (MEMORY_RAW, MEMORY_CONTROL), "memory-asyncio": (MEMORY_ARAW, MEMORY_ACONTROL)}
 TARGET_RATIO = 1.03
 
 Results = dict[str, dict[str, list[float]]]
@@ -252,6 +275,302 @@ def measure_async(rounds: int, gets: int) -> Results:
         with dbs[0].client() as setup:
             setup.set(KEY, VALUE)
         return asyncio.run(_measure_async([s.port for s in dbs], rounds, gets))
+
+
+# --- network-free rows --------------------------------------------------------------------
+#
+# Every client runs on connections whose socket is a buffer in this process: a command is
+# answered as soon as it is written, so the CPU per GET is the clients' Python work only
+# (redis-py's packing and parsing, which every row pays alike, plus each failover layer). The
+# connection *classes* stay each client's own (faulttol's hang-detection stamping connections
+# included); only where the bytes go changes (``_connect``).
+
+_GET_PREFIX = b"*2\r\n$3\r\nGET\r\n"
+_GET_REPLY = b"$%d\r\n%s\r\n" % (len(VALUE), VALUE)
+
+
+def _answers(pending: bytes) -> tuple[bytes, bytes]:
+    """The replies to the complete commands (RESP arrays) at the start of ``pending``, and
+    what is left of it: GET answers ``VALUE``, PING ``PONG``, anything else ``OK`` (the
+    handshake's CLIENT SETINFO, SELECT), HELLO a RESP3 map with ``proto`` 3."""
+    replies = []
+    pos = 0
+    while pos < len(pending) and pending[pos:pos + 1] == b"*":
+        end = pending.find(b"\r\n", pos)
+        if end < 0:
+            break
+        cursor, args = end + 2, []
+        for _ in range(int(pending[pos + 1:end])):
+            size_end = pending.find(b"\r\n", cursor)
+            if size_end < 0:
+                return b"".join(replies), pending[pos:]
+            size = int(pending[cursor + 1:size_end])
+            start = size_end + 2
+            if start + size + 2 > len(pending):
+                return b"".join(replies), pending[pos:]
+            args.append(pending[start:start + size])
+            cursor = start + size + 2
+        pos = cursor
+        name = args[0].upper() if args else b""
+        replies.append(_GET_REPLY if name == b"GET" else
+                       b"+PONG\r\n" if name == b"PING" else
+                       b"%1\r\n$5\r\nproto\r\n:3\r\n" if name == b"HELLO" else b"+OK\r\n")
+    return b"".join(replies), pending[pos:]
+
+
+class _MemorySocket:
+    """What redis-py's sync connection calls on its socket, answered from memory."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._out = bytearray()
+
+    def sendall(self, data: Any) -> None:
+        data = bytes(data)
+        if not self._pending and data.startswith(_GET_PREFIX):  # the measured command
+            self._out += _GET_REPLY
+            return
+        replies, self._pending = _answers(self._pending + data)
+        self._out += replies
+
+    def recv(self, size: int) -> bytes:
+        if not self._out:  # nothing to read: what a socket with a timeout says
+            raise TimeoutError("timed out")
+        data = bytes(self._out[:size])
+        del self._out[:size]
+        return data
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def setsockopt(self, *args: Any) -> None:
+        pass
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", 0)
+
+    def getpeername(self) -> tuple[str, int]:
+        return ("127.0.0.1", 0)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _MemoryWriter:
+    """What redis-py's asyncio connection calls on its ``StreamWriter`` (and its
+    transport), answering into the connection's ``StreamReader`` from memory."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._pending = b""
+        self.transport = self
+
+    def write(self, data: bytes) -> None:
+        if not self._pending and data.startswith(_GET_PREFIX):  # the measured command
+            self._reader.feed_data(_GET_REPLY)
+            return
+        replies, self._pending = _answers(self._pending + bytes(data))
+        if replies:
+            self._reader.feed_data(replies)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if not self._reader.at_eof():
+            self._reader.feed_eof()
+
+    abort = close
+
+    async def wait_closed(self) -> None:
+        return None
+
+    def is_closing(self) -> bool:
+        return self._reader.at_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _MemoryConnection:
+    """Mixed into a sync connection class: its socket is a :class:`_MemorySocket`."""
+
+    def _connect(self) -> Any:
+        return _MemorySocket()
+
+
+class _AsyncMemoryConnection:
+    """Mixed into an asyncio connection class: its streams answer from memory."""
+
+    _reader: Any
+    _writer: Any
+
+    async def _connect(self) -> None:
+        self._reader = asyncio.StreamReader()
+        self._writer = _MemoryWriter(self._reader)
+
+
+def _in_memory_class(cls: type[Any], mixin: type[Any]) -> type[Any]:
+    return type(f"InMemory{cls.__name__}", (mixin, cls), {})
+
+
+def _pools(client: Any) -> list[Any]:
+    """The command connection pools of a raw client, a FailoverRedis (each database's client:
+    its health-check probe clients stay on the real servers) or a MultiDBClient."""
+    if isinstance(client, (FailoverRedis, faulttol_redis.asyncio.FailoverRedis)):
+        provider = client.provider
+        return [provider.client(i).connection_pool for i in range(1, len(provider) + 1)]
+    if hasattr(client, "get_databases"):
+        return [database.client.connection_pool for database, _ in client.get_databases()]
+    return [client.connection_pool]
+
+
+def _to_memory(client: Any) -> None:
+    """Move a sync client's command connections into memory (idle ones are dropped)."""
+    for pool in _pools(client):
+        pool.connection_class = _in_memory_class(pool.connection_class, _MemoryConnection)
+        pool.disconnect()
+
+
+async def _to_memory_async(client: Any) -> None:
+    """The asyncio twin of :func:`_to_memory`."""
+    for pool in _pools(client):
+        pool.connection_class = _in_memory_class(pool.connection_class,
+                                                 _AsyncMemoryConnection)
+        await pool.disconnect()
+
+
+def _memory_kwargs(port: int) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": port}
+
+
+def _check_hang_detection(client: Any) -> None:
+    if client.provider.config.hang_detection_after is None:
+        raise RuntimeError("faulttol's client must run with hang detection on")
+
+
+def measure_memory(rounds: int, gets: int) -> Results:
+    """Network-free sync rows: per row, CPU and wall µs/GET of every round. Every client
+    uses redis-py's default socket settings (no timeouts) and the default failover config."""
+    with servers(2) as dbs:
+        primary, secondary = (s.port for s in dbs)
+        raw = redis.Redis(**_memory_kwargs(primary))
+        control = redis.Redis(**_memory_kwargs(primary))
+        ft = FailoverRedis.from_config(MultiDbConfig(
+            [DatabaseConfig("127.0.0.1", port) for port in (primary, secondary)]))
+        rp = redispy_client([primary, secondary])
+        rp_handle: Any = rp
+        clients: list[Any] = [raw, control, ft, rp]
+        try:
+            _check_hang_detection(ft)
+            for client in clients:
+                _to_memory(client)
+            rows: list[tuple[str, Callable[[str], Any]]] = [
+                (MEMORY_RAW, raw.get), (MEMORY_CONTROL, control.get), (MEMORY_FT, ft.get),
+                (MEMORY_RP, rp_handle.get)]
+            for name, get in rows:
+                if get(KEY) != VALUE:
+                    raise RuntimeError(f"{name}: GET returned the wrong value")
+            for _, get in rows:
+                _loop(get, min(gets, 2000))
+            out: Results = {name: {"cpu": [], "wall": []} for name, _ in rows}
+            for r in range(rounds):
+                for name, get in (rows if r % 2 == 0 else rows[::-1]):
+                    cpu, wall = _loop(get, gets)
+                    _record(out, name, cpu, wall, gets)
+                _progress(r, rounds, out)
+            return out
+        finally:
+            raw.close()
+            control.close()
+            ft.close()
+            close_redispy(rp)
+
+
+async def _measure_memory_async(ports: Sequence[int], rounds: int, gets: int) -> Results:
+    primary, secondary = ports
+    raw = redis.asyncio.Redis(**_memory_kwargs(primary))
+    control = redis.asyncio.Redis(**_memory_kwargs(primary))
+    ft = faulttol_redis.asyncio.FailoverRedis.from_config(MultiDbConfig(
+        [DatabaseConfig("127.0.0.1", port) for port in ports]))
+    closers: list[Callable[[], Awaitable[None]]] = [raw.aclose, control.aclose, ft.aclose]
+    try:
+        await ft.initialize()
+        _check_hang_detection(ft)
+        rows: list[tuple[str, _AsyncGet]] = [
+            (MEMORY_ARAW, raw.get), (MEMORY_ACONTROL, control.get), (MEMORY_AFT, ft.get)]
+        clients: list[Any] = [raw, control, ft]
+        if has_async_multidb():
+            rp = await redispy_async_client([primary, secondary])
+            closers.append(lambda: close_redispy_async(rp))
+            rows.append((MEMORY_ARP, rp.get))
+            clients.append(rp)
+        for client in clients:
+            await _to_memory_async(client)
+        for name, get in rows:
+            if await get(KEY) != VALUE:
+                raise RuntimeError(f"{name}: GET returned the wrong value")
+        for _, get in rows:
+            await _aloop(get, min(gets, 2000))
+        out: Results = {name: {"cpu": [], "wall": []} for name, _ in rows}
+        for r in range(rounds):
+            for name, get in (rows if r % 2 == 0 else rows[::-1]):
+                cpu, wall = await _aloop(get, gets)
+                _record(out, name, cpu, wall, gets)
+            _progress(r, rounds, out)
+        return out
+    finally:
+        for close in closers:
+            await close()
+
+
+def measure_memory_async(rounds: int, gets: int) -> Results:
+    """Network-free asyncio rows, in one event loop (see :func:`measure_memory`)."""
+    with servers(2) as dbs:
+        return asyncio.run(_measure_memory_async([s.port for s in dbs], rounds, gets))
+
+
+def report_memory(results: Results, anchor: str, control: str) -> tuple[str, list[str]]:
+    """What each client adds over raw redis-py, µs CPU per GET: the median over the rounds of
+    (row - raw) within a round; and faulttol's addition as a fraction of MultiDBClient's."""
+    raw_cpu = results[anchor]["cpu"]
+    added: dict[str, float] = {}
+    rows: list[list[str]] = []
+    for name, data in results.items():
+        cpu = data["cpu"]
+        added[name] = statistics.median(c - r for c, r in zip(cpu, raw_cpu, strict=True))
+        rows.append([
+            name,
+            f"{statistics.median(cpu):.2f}",
+            f"{min(cpu):.2f}",
+            "" if name == anchor else f"{added[name]:+.2f}",
+            f"{statistics.median(c / r for c, r in zip(cpu, raw_cpu, strict=True)):.3f}",
+        ])
+    faulttol = next(name for name in results if name.startswith("faulttol"))
+    redispy = next((name for name in results if name.startswith("redis-py")), None)
+    ft_added = added[faulttol]
+    verdicts = [
+        f"{faulttol}: {ft_added:+.2f} µs CPU per GET over raw redis-py (median of per-round "
+        f"differences), target <= +{MEMORY_TARGET_US:.1f}: "
+        f"{'met' if ft_added <= MEMORY_TARGET_US else 'NOT met'}"]
+    if redispy is not None:
+        share = ft_added / added[redispy] if added[redispy] > 0 else float("nan")
+        verdicts.append(
+            f"{redispy}: {added[redispy]:+.2f} µs; faulttol adds {share:.2f}x what it adds, "
+            f"target <= {MEMORY_TARGET_SHARE}x: "
+            f"{'met' if share <= MEMORY_TARGET_SHARE else 'NOT met'}")
+    verdicts.append(f"A/A control: {added[control]:+.2f} µs (ideally 0; how far it is off "
+                    f"shows this run's noise)")
+    headers = ["client (network-free)", "CPU µs/GET median", "CPU µs/GET best",
+               "added µs/GET (per-round median)", "ratio vs raw (per-round median)"]
+    return table(headers, rows), verdicts
 
 
 # --- report -------------------------------------------------------------------------------
@@ -524,14 +843,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         print(profile(args.gets, parts))
         return 0
-    measures = {"sync": measure, "asyncio": measure_async}
+    measures = {"sync": measure, "asyncio": measure_async, "memory": measure_memory,
+                "memory-asyncio": measure_memory_async}
     results: dict[str, Results] = {}
     elapsed: dict[str, float] = {}
     for part in parts:
         started = time.perf_counter()
         results[part] = measures[part](args.rounds, args.gets)
         elapsed[part] = time.perf_counter() - started
-    reports = {part: report(results[part], *ANCHORS[part]) for part in parts}
+    reports = {part: (report_memory if part.startswith("memory") else report)(
+        results[part], *ANCHORS[part]) for part in parts}
     if args.json:
         print(json.dumps({"machine": machine_note(),
                           "elapsed_s": {p: round(e, 1) for p, e in elapsed.items()},

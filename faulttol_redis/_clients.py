@@ -33,7 +33,13 @@ from redis.backoff import NoBackoff
 
 from . import _cluster, _connection
 
-__all__ = ["RESERVED_CLIENT_KWARGS", "ClientSettings", "create_async_client", "create_client"]
+__all__ = [
+    "RESERVED_CLIENT_KWARGS",
+    "ClientSettings",
+    "command_runner",
+    "create_async_client",
+    "create_client",
+]
 
 RESERVED_CLIENT_KWARGS = frozenset({"host", "port", "url", "startup_nodes"})
 """Client options that only the config's own fields (host, port, url) set: refused in
@@ -120,3 +126,34 @@ def create_async_client(
         aclient = redis.asyncio.Redis(host=config.host, port=config.port, **kwargs)
     _connection.use_failover_connections(aclient, kwargs)
     return aclient
+
+
+def _forwarding_execute_command() -> Any:
+    """redis-py's ``Redis.execute_command`` when all it does is call
+    ``self._execute_command(*args, **options)`` (redis-py 8), else None."""
+    method = getattr(redis.Redis, "execute_command", None)
+    code = getattr(method, "__code__", None)
+    if code is None or code.co_names != ("_execute_command",):
+        return None
+    if not callable(getattr(redis.Redis, "_execute_command", None)):
+        return None
+    return method
+
+
+_FORWARDING_EXECUTE_COMMAND = _forwarding_execute_command()
+
+
+def command_runner(client: Any) -> Any:
+    """What the failover client calls to run one command on a database's sync ``client``.
+
+    Its ``execute_command``, except where that only forwards to ``_execute_command`` (a
+    ``redis.Redis`` on redis-py 8, checked once on the function's code): then that method
+    itself, which spares every command one frame and one re-packing of its arguments
+    behind the failover client's own ``execute_command``. A class that overrides
+    ``execute_command`` (a cluster client, a subclass, an instrumentation wrapper installed
+    before the client is made) is always called through it.
+    """
+    forwarding = _FORWARDING_EXECUTE_COMMAND
+    if forwarding is not None and getattr(type(client), "execute_command", None) is forwarding:
+        return client._execute_command
+    return client.execute_command

@@ -140,10 +140,15 @@ class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
         _mark(exc, not ambiguous)
 
     def connect(self) -> None:
-        if self._sock is None:  # connecting: the TCP connect and the handshake are watched
-            self._ft_unwatched = False
-            self._ft_hung = None
-            self._ft_since = _monotonic()
+        sock: Any = self._sock  # None until connected (redis-py types it as a socket)
+        if sock is not None:
+            # Connected: redis-py's connect() would do nothing, through its retry wrapper
+            # (the pool calls it before every command: this saves that call its cost).
+            return
+        # Connecting: the TCP connect and the handshake are watched.
+        self._ft_unwatched = False
+        self._ft_hung = None
+        self._ft_since = _monotonic()
         try:
             super().connect()  # type: ignore[no-untyped-call]
         except BaseException as exc:
@@ -227,10 +232,12 @@ class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
             self._ft_since = 0.0
 
     async def connect(self) -> None:
-        if not self.is_connected:  # connecting: the TCP connect and the handshake are watched
-            self._ft_unwatched = False
-            self._ft_hung = None
-            self._ft_since = _monotonic()
+        if self._reader is not None and self._writer is not None:
+            return  # connected: redis-py's connect() would do nothing (see the sync twin)
+        # Connecting: the TCP connect and the handshake are watched.
+        self._ft_unwatched = False
+        self._ft_hung = None
+        self._ft_since = _monotonic()
         try:
             await super().connect()  # type: ignore[no-untyped-call]
         except BaseException as exc:

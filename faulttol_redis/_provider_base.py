@@ -69,9 +69,13 @@ class _DatabaseBase:
     right after a command timed out). Subclasses say which kind of client to make.
     """
 
-    __slots__ = ("_fast_probe_client", "_hang_probe_client", "_lock", "_probe_client",
-                 "client", "config", "hang_detections", "hang_probe_timeout", "hang_watch",
-                 "hedge_wins", "hedges_sent", "probe_timeout")
+    __slots__ = ("_client", "_fast_probe_client", "_hang_probe_client", "_lock",
+                 "_probe_client", "config", "execute", "hang_detections", "hang_probe_timeout",
+                 "hang_watch", "hedge_wins", "hedges_sent", "probe_timeout")
+
+    execute: Any
+    """Runs one command on :attr:`client` (``execute(*args, **options)``): what the
+    clients' command paths call (see :meth:`_runner`)."""
 
     def __init__(self, config: DatabaseConfig, probe_timeout: float,
                  hang_probe_timeout: float = 0.5, hang_after: float | None = None) -> None:
@@ -86,7 +90,23 @@ class _DatabaseBase:
         self._fast_probe_client: Any = None
         self._hang_probe_client: Any = None
         self._lock = threading.Lock()
-        self.client: Any = self._new_client()
+        self.client = self._new_client()
+
+    @property
+    def client(self) -> Any:
+        """The command client (setting it also sets :attr:`execute`)."""
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
+        self.execute = self._runner(client)
+
+    @staticmethod
+    def _runner(client: Any) -> Any:
+        """What runs one command on ``client``: its ``execute_command`` unless a subclass
+        knows a shorter way to the same code."""
+        return client.execute_command
 
     def _new_client(self, **overrides: Any) -> Any:
         raise NotImplementedError

@@ -48,7 +48,7 @@ HEDGE_THREADS = 256
 
 
 def _run_command(db: Database, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    return db.client.execute_command(*args, **options)
+    return db.execute(*args, **options)
 
 
 class FailoverRedis(ClientMixin, redis.Redis):
@@ -113,7 +113,7 @@ class FailoverRedis(ClientMixin, redis.Redis):
             now = self._now
             start = now()
             try:
-                result = slot.target.client.execute_command(*args, **options)
+                result = slot.target.execute(*args, **options)
             except BaseException as exc:
                 return self._failed(slot, breaker, now() - start, exc, args, options)
             breaker.on_result(now() - start, result)
@@ -190,7 +190,7 @@ class FailoverRedis(ClientMixin, redis.Redis):
     def _attempt(self, db: Database, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """One attempt of the slow path; stops it at once if the client closed meanwhile."""
         self._check_attempt()
-        return db.client.execute_command(*args, **options)
+        return db.execute(*args, **options)
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 

@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from faulttol import CircuitBreakerRegistry, Clock, OrderedProvider
 from faulttol.health import run_probes
 
-from ._clients import create_client
+from ._clients import command_runner, create_client
 from ._connection import release_hung
 from ._hang import in_use_connections, scan_interval, waiting_since
 from ._provider_base import (
@@ -49,6 +49,8 @@ class Database(_DatabaseBase):
     """One database: its config, the ``redis.Redis`` command client, and probe clients."""
 
     __slots__ = ()
+
+    _runner = staticmethod(command_runner)
 
     def _new_client(self, **overrides: Any) -> Any:
         return create_client(self.config, **overrides)

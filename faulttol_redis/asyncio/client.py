@@ -46,7 +46,7 @@ _log = logging.getLogger("faulttol_redis.asyncio")
 
 def _run_command(db: AsyncDatabase, args: tuple[Any, ...],
                  options: dict[str, Any]) -> Awaitable[Any]:
-    return db.client.execute_command(*args, **options)  # type: ignore[no-any-return]
+    return db.execute(*args, **options)  # type: ignore[no-any-return]
 
 
 class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
@@ -123,7 +123,7 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
             now = self._now
             start = now()
             try:
-                result = await slot.target.client.execute_command(*args, **options)
+                result = await slot.target.execute(*args, **options)
             except BaseException as exc:
                 return await self._failed(slot, breaker, now() - start, exc, args, options)
             breaker.on_result(now() - start, result)
@@ -205,7 +205,7 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
                  options: dict[str, Any]) -> Awaitable[Any]:
         """One attempt of the slow path; stops it at once if the client closed meanwhile."""
         self._check_attempt()
-        return db.client.execute_command(*args, **options)  # type: ignore[no-any-return]
+        return db.execute(*args, **options)  # type: ignore[no-any-return]
 
     # Attributes redis-py's helpers read from a client: answered by the active database.
 
