@@ -69,7 +69,7 @@ class _DatabaseBase:
     right after a command timed out). Subclasses say which kind of client to make.
     """
 
-    __slots__ = ("_client", "_fast_probe_client", "_hang_probe_client", "_lock",
+    __slots__ = ("_client", "_count_lock", "_fast_probe_client", "_hang_probe_client", "_lock",
                  "_probe_client", "config", "execute", "hang_detections", "hang_probe_timeout",
                  "hang_watch", "hedge_wins", "hedges_sent", "probe_timeout")
 
@@ -83,9 +83,12 @@ class _DatabaseBase:
         self.probe_timeout = probe_timeout
         self.hang_probe_timeout = hang_probe_timeout
         self.hang_watch = None if hang_after is None else HangWatch(hang_after)
+        # Counters, read by status(); written only through the count_* methods below, which
+        # several threads may call at once (hedged reads run on caller threads).
         self.hang_detections = 0
         self.hedges_sent = 0
         self.hedge_wins = 0
+        self._count_lock = threading.Lock()
         self._probe_client: Any = None
         self._fast_probe_client: Any = None
         self._hang_probe_client: Any = None
@@ -110,6 +113,26 @@ class _DatabaseBase:
 
     def _new_client(self, **overrides: Any) -> Any:
         raise NotImplementedError
+
+    # Exact counts from any thread: a plain ``+=`` on an attribute is a read, an add and a
+    # write, and two threads interleaving them lose one. These run only when a hang is
+    # detected or a read is hedged, never on a command's success path, so a lock costs
+    # nothing there.
+
+    def count_hang_detection(self) -> None:
+        """The watchdog found this database hung."""
+        with self._count_lock:
+            self.hang_detections += 1
+
+    def count_hedge_sent(self) -> None:
+        """A hedged read was sent to this database."""
+        with self._count_lock:
+            self.hedges_sent += 1
+
+    def count_hedge_win(self) -> None:
+        """A hedged read sent to this database answered first."""
+        with self._count_lock:
+            self.hedge_wins += 1
 
     def _get_probe_client(self, fast: bool) -> Any:
         with self._lock:

@@ -140,7 +140,7 @@ class FailoverRedis(ClientMixin, redis.Redis):
         if slot is None:
             return main.result()
         db = slot.target
-        db.hedges_sent += 1
+        db.count_hedge_sent()
         hedge = pool.submit(_run_command, db, args, options)
         pending = {main, hedge}
         error: BaseException | None = None
@@ -151,7 +151,7 @@ class FailoverRedis(ClientMixin, redis.Redis):
                 exc = future.exception()
                 if exc is None:
                     if future is hedge:
-                        db.hedge_wins += 1
+                        db.count_hedge_win()
                     return future.result()
                 if future is main or error is None:
                     error = exc

@@ -152,7 +152,7 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
             if slot is None:
                 return await main
             db = slot.target
-            db.hedges_sent += 1
+            db.count_hedge_sent()
             hedge = asyncio.ensure_future(_run_command(db, args, options))
             tasks.add(hedge)
             pending = set(tasks)
@@ -164,7 +164,7 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
                     exc = task.exception()
                     if exc is None:
                         if task is hedge:
-                            db.hedge_wins += 1
+                            db.count_hedge_win()
                         return task.result()
                     if task is main or error is None:
                         error = exc

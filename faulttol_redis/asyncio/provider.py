@@ -201,7 +201,7 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
                 watch.alive(_monotonic())
                 continue
             watch.hung()
-            db.hang_detections += 1
+            db.count_hang_detection()
             found += 1
             name = db.config.display_name
             _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
