@@ -197,7 +197,7 @@ def resolve_name(path: str, name: object) -> Any:
             for part in attribute_path.split("."):
                 target = getattr(target, part)
         except AttributeError:
-            reason = f"module {module_path!r} has no attribute {attribute_path!r}"
+            reason = reason or f"module {module_path!r} has no attribute {attribute_path!r}"
             continue
         return target
     raise ValueError(f"{path}: {name!r} is not importable ({reason})")

@@ -8,9 +8,11 @@ servers; see :mod:`faulttol_redis.cli._demo`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import _summary
 from ._demo import run_demo
@@ -98,16 +100,34 @@ def _add_operator_commands(commands: argparse._SubParsersAction[argparse.Argumen
                        help="a TOML file for MultiDbConfig.from_toml")
 
 
+@contextlib.contextmanager
+def _quiet_library_warnings() -> Iterator[None]:
+    """The operator commands report every database themselves: the providers' own warnings
+    (a failover, no database eligible) would only interleave with their output. The levels
+    are restored afterwards (``main`` may run inside another program)."""
+    loggers = [logging.getLogger(name) for name in ("faulttol", "faulttol_redis")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``faulttol-redis``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return run_status(StatusOptions(
-            config=args.config, json=args.json, watch=args.watch,
-            rich_output=not args.plain and sys.stdout.isatty(),
-        ))
+        with _quiet_library_warnings():
+            return run_status(StatusOptions(
+                config=args.config, json=args.json, watch=args.watch,
+                rich_output=not args.plain and sys.stdout.isatty(),
+            ))
     if args.command == "check":
-        return run_check(args.config)
+        with _quiet_library_warnings():
+            return run_check(args.config)
     options = _summary.DemoOptions(
         duration_scale=args.duration_scale, redis_server=args.redis_server, json=args.json,
         live=not args.no_live,

@@ -57,6 +57,7 @@ def rich_table(reports: Sequence[DatabaseReport], title: str) -> Any:
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=escape(title), title_justify="left")
     for column, justify in (("#", "right"), ("name", "left"), ("endpoint", "left"),
@@ -70,7 +71,8 @@ def rich_table(reports: Sequence[DatabaseReport], title: str) -> Any:
             r.breaker_state if r.breaker_state == "CLOSED" else f"[yellow]{r.breaker_state}[/]",
             "[bold]*[/]" if r.active else "",
         )
-    errors = [f"[red]database {r.index}[/]: {escape(r.error)}" for r in reports if r.error]
+    errors = [Text.from_markup(f"[red]database {r.index}[/]: {escape(r.error)}")
+              for r in reports if r.error]
     return Group(table, *errors)
 
 
