@@ -109,6 +109,18 @@ def _grace_period(databases: list[Any], problems: _Problems) -> float | None:
 
 # --- breaker and retry ----------------------------------------------------------------------
 
+P = TypeVar("P", CircuitBreakerConfig, RetryConfig)
+
+
+def _replace(base: P, changes: dict[str, Any], where: str, problems: _Problems) -> P:
+    """``base`` with ``changes``, or ``base`` and a problem when they are out of range."""
+    try:
+        return replace(base, **changes)
+    except ValueError as exc:
+        problems.add(where, str(exc))
+        return base
+
+
 
 def _breaker(config: Any, base: CircuitBreakerConfig, grace: float | None,
              problems: _Problems) -> CircuitBreakerConfig:
@@ -132,11 +144,7 @@ def _breaker(config: Any, base: CircuitBreakerConfig, grace: float | None,
     }
     if grace is not None:
         changes["wait_duration_in_open_state"] = grace
-    try:
-        return replace(base, **changes)
-    except ValueError as exc:
-        problems.add("failure detector settings", str(exc))
-        return base
+    return _replace(base, changes, "failure detector settings", problems)
 
 
 def _backoff(backoff: Any, problems: _Problems) -> dict[str, Any]:
@@ -175,11 +183,7 @@ def _retry(command_retry: Any, base: RetryConfig, problems: _Problems) -> RetryC
     errors = tuple(command_retry._supported_errors)
     if errors:
         changes["retry_exceptions"] = errors
-    try:
-        return replace(base, **changes)
-    except ValueError as exc:
-        problems.add("command_retry", str(exc))
-        return base
+    return _replace(base, changes, "command_retry", problems)
 
 
 # --- health checks and the rest -------------------------------------------------------------

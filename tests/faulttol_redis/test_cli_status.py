@@ -243,3 +243,52 @@ def test_missing_config_file_exits_2(tmp_path: Path,
     assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
     err = capsys.readouterr().err
     assert "cannot read" in err and "nope.toml" in err
+
+
+def test_status_rich_watch_refreshes(
+    first_killed: tuple[Path, RedisServer, RedisServer], password: None,
+) -> None:
+    pytest.importorskip("rich")
+    path, _first, _second = first_killed
+    out = io.StringIO()
+    clock = FakeClock()
+    options = StatusOptions(config=path, rich_output=True, watch=0.5, refreshes=2)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if seconds == 0.5:
+            waits.append(seconds)
+        FakeClock.sleep(clock, seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    assert run_status(options, out=out, clock=clock) == 0
+    assert waits == [0.5]                                 # two refreshes, one wait between
+    assert "Ctrl-C" in out.getvalue() and "PING ms" in out.getvalue()   # the last frame
+
+
+def test_check_with_health_checks_off_uses_ping(tmp_path: Path, redis_servers: Any,
+                                                password: None) -> None:
+    first, second = redis_servers(2)
+    second.client().config_set("requirepass", SECRET)
+    path = _write_config(tmp_path / "ops.toml", first, second, extra="health_checks = []")
+    first.kill()
+    second.kill()
+    out = io.StringIO()
+    assert run_check(path, out=out) == 1                  # not "ready" for want of a check
+    assert out.getvalue().count("unhealthy: ConnectionError") == 2
+
+
+def test_plain_flag_and_watch_default(first_killed: tuple[Path, RedisServer, RedisServer],
+                                      password: None, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from faulttol_redis.cli import build_parser
+
+    args = build_parser().parse_args(["status", "--config", "x.toml", "--watch"])
+    assert args.watch == 2.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["status", "--config", "x.toml", "--watch", "0"])
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    path, _first, _second = first_killed
+    assert main(["status", "--config", str(path), "--plain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [_fields(line)["index"] for line in lines] == ["1", "2"]
