@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ._clock import Clock
 from .events import Event, EventPublisher
 
 __all__ = [
@@ -81,3 +82,35 @@ class BulkheadEvents(EventPublisher[BulkheadEvent]):
     def on_call_finished(self, consumer: C) -> C:
         """Receive :class:`BulkheadOnCallFinishedEvent` (also after an exception)."""
         return self._on(BulkheadOnCallFinishedEvent, consumer)
+
+
+class EmitsBulkheadEvents:
+    """The event side that both bulkheads share (not re-exported: a base of theirs): whether
+    anybody listens (``_observed``, kept up to date by the publisher's ``changed`` hook) and
+    building and publishing one event when somebody does."""
+
+    __slots__ = ("_observed",)
+
+    _name: str
+    _clock: Clock
+    _events: BulkheadEvents
+
+    def _listeners_changed(self) -> None:
+        self._observed = self._events.has_consumers
+
+    def _emit(self, kind: type[BulkheadEvent]) -> None:
+        events = self._events
+        if events.wants(kind):
+            events.publish(kind(self._name, created_at=self._clock.monotonic()))
+
+    def _admitted(self, taken: bool) -> bool:
+        """Publish whether a call was admitted (``taken``: permitted, else rejected) to
+        whoever listens; return ``taken``."""
+        if self._observed:
+            self._emit(BulkheadOnCallPermittedEvent if taken else BulkheadOnCallRejectedEvent)
+        return taken
+
+    def _finished(self) -> None:
+        """Publish that a permitted call finished, to whoever listens."""
+        if self._observed:
+            self._emit(BulkheadOnCallFinishedEvent)

@@ -257,14 +257,16 @@ class FailoverCore(Generic[T]):
         with self.lock:
             self.state.slot = slot
 
-    def failover(self, from_slot: Slot[T], reason: SwitchReason, tried: set[int]) -> Slot[T]:
+    def failover(self, from_slot: Slot[T], reason: SwitchReason, tried: set[int],
+                 *, for_call: bool = True) -> Slot[T]:
         """Switch away from ``from_slot`` to the best eligible target not yet ``tried``.
 
         Returns the slot to run on next; raises the "unavailable" error when there is none.
         Breaker states are read, and breakers moved, outside the lock (their listeners may
         use the provider): a destination that needs a trial is moved to HALF_OPEN before it
         becomes active, the target left has its breaker opened after the switch. The
-        provider delivers the queued event.
+        provider delivers the queued event. ``for_call=False`` (a health check or a probe
+        outside any call): finding no target does not start the "unavailable" clock.
         """
         prepared: set[int] = set()
         while True:
@@ -280,7 +282,7 @@ class FailoverCore(Generic[T]):
                 candidates = [s for s in self.slots if id(s) not in tried and s is not from_slot]
                 chosen = self.best_eligible(candidates, view)
                 if chosen is None:
-                    raise self.unavailable_locked()
+                    raise self.unavailable_locked(for_call=for_call)
                 if id(chosen) in prepared or not _needs_trial(chosen, view):
                     leaving = from_slot is current and chosen is not current
                     if chosen is not current:
@@ -302,11 +304,18 @@ class FailoverCore(Generic[T]):
         if slot.breaker.state in (State.CLOSED, State.HALF_OPEN):
             slot.breaker.transition_to_open_state()
 
-    def unavailable_locked(self) -> BaseException:
+    def unavailable_locked(self, *, for_call: bool = True) -> BaseException:
+        """The "no target is eligible" error for now. The failover window starts at the first
+        *call* that finds none (the contract): a health check or a probe finding none first
+        (``for_call=False``) does not start it, else a caller's first error after a quiet
+        spell could already be the permanent one."""
         now = self.monotonic()
-        if self.unavailable_since is None:
-            self.unavailable_since = now
-        waited = now - self.unavailable_since
+        since = self.unavailable_since
+        if since is None:
+            since = now
+            if for_call:
+                self.unavailable_since = now
+        waited = now - since
         permanent = waited >= self.failover_window
         if permanent:
             msg = (
@@ -450,7 +459,7 @@ class FailoverCore(Generic[T]):
                   "healthy" if healthy else "unhealthy")
         if not healthy and slot is self.state.slot:
             try:
-                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
+                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)}, for_call=False)
             except Exception as exc:
                 _log.warning("%s: %s is unhealthy and no other is eligible: %s",
                              self.name, self.describe(slot), exc)
@@ -472,7 +481,7 @@ class FailoverCore(Generic[T]):
         self.record_probe(slot, exc, False)
         if slot is self.state.slot:
             try:
-                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)})
+                self.failover(slot, SwitchReason.HEALTH_CHECK, {id(slot)}, for_call=False)
             except Exception as unavailable:
                 _log.warning("%s: no %s to fail over to: %s", self.name, self.noun, unavailable)
 

@@ -36,16 +36,9 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ._bulkhead_events import (
-    BulkheadEvent,
-    BulkheadEvents,
-    BulkheadFullError,
-    BulkheadOnCallFinishedEvent,
-    BulkheadOnCallPermittedEvent,
-    BulkheadOnCallRejectedEvent,
-)
+from ._bulkhead_events import BulkheadEvents, BulkheadFullError, EmitsBulkheadEvents
 from ._clock import Clock
-from ._component import Component, checked_setup
+from ._component import Component, LiveView, checked_setup
 from ._decorating import wrap_calls
 from .validation import check_int, check_non_negative
 
@@ -108,23 +101,30 @@ class ThreadPoolBulkheadConfig:
         )
 
 
-class ThreadPoolBulkheadMetrics:
+class ThreadPoolBulkheadMetrics(LiveView["ThreadPoolBulkhead"]):
     """A live view of a :class:`ThreadPoolBulkhead`'s threads and queue."""
 
-    __slots__ = ("_bulkhead",)
-
-    def __init__(self, bulkhead: ThreadPoolBulkhead) -> None:
-        self._bulkhead = bulkhead
-
-    @property
-    def queue_depth(self) -> int:
-        """Calls waiting in the queue for a thread."""
-        return len(self._bulkhead._queue)
+    _shown = ("queue_depth", "queue_capacity", "thread_pool_size", "max_thread_pool_size")
 
     @property
     def queue_capacity(self) -> int:
         """The configured ``queue_capacity``."""
-        return self._bulkhead._config.queue_capacity
+        return self._owner._config.queue_capacity
+
+    @property
+    def core_thread_pool_size(self) -> int:
+        """The configured ``core_thread_pool_size``."""
+        return self._owner._config.core_thread_pool_size
+
+    @property
+    def max_thread_pool_size(self) -> int:
+        """The configured ``max_thread_pool_size``."""
+        return self._owner._config.max_thread_pool_size
+
+    @property
+    def queue_depth(self) -> int:
+        """Calls waiting in the queue for a thread."""
+        return len(self._owner._queue)
 
     @property
     def remaining_queue_capacity(self) -> int:
@@ -134,31 +134,14 @@ class ThreadPoolBulkheadMetrics:
     @property
     def thread_pool_size(self) -> int:
         """Threads alive now (busy or idle)."""
-        return len(self._bulkhead._workers)
+        return len(self._owner._workers)
 
     @property
     def active_thread_count(self) -> int:
         """Threads running a call now."""
-        bulkhead = self._bulkhead
+        bulkhead = self._owner
         with bulkhead._lock:
             return len(bulkhead._workers) - len(bulkhead._idle)
-
-    @property
-    def core_thread_pool_size(self) -> int:
-        """The configured ``core_thread_pool_size``."""
-        return self._bulkhead._config.core_thread_pool_size
-
-    @property
-    def max_thread_pool_size(self) -> int:
-        """The configured ``max_thread_pool_size``."""
-        return self._bulkhead._config.max_thread_pool_size
-
-    def __repr__(self) -> str:
-        return (
-            f"ThreadPoolBulkheadMetrics(queue_depth={self.queue_depth}, "
-            f"queue_capacity={self.queue_capacity}, thread_pool_size={self.thread_pool_size}, "
-            f"max_thread_pool_size={self.max_thread_pool_size})"
-        )
 
 
 class _WorkItem:
@@ -221,7 +204,9 @@ def _run_coroutine(fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T
     return asyncio.run(main())
 
 
-class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Executor):
+class ThreadPoolBulkhead(
+    Component[ThreadPoolBulkheadConfig, BulkheadEvents], EmitsBulkheadEvents, Executor
+):
     """Runs calls on a bounded pool of threads with a bounded queue; a full pool refuses calls
     with :class:`~faulttol.BulkheadFullError` at once instead of queueing without bound.
 
@@ -300,12 +285,8 @@ class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Ex
                 self._start_worker(item)
             else:
                 rejected = True
-        if rejected:
-            if self._observed:
-                self._emit(BulkheadOnCallRejectedEvent)
+        if not self._admitted(not rejected):
             raise BulkheadFullError(self._name)
-        if self._observed:
-            self._emit(BulkheadOnCallPermittedEvent)
         return future
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -371,8 +352,7 @@ class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Ex
             threads = [w.thread for w in self._workers if w.thread is not None]
         for item in cancelled:
             item.future.cancel()
-            if self._observed:
-                self._emit(BulkheadOnCallFinishedEvent)
+            self._finished()
         if wait:
             current = threading.current_thread()
             for thread in threads:
@@ -406,8 +386,7 @@ class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Ex
             queued, idle = self._after_call(worker)
             item.settle(outcome)
             del outcome
-            if self._observed:
-                self._emit(BulkheadOnCallFinishedEvent)
+            self._finished()
             if queued is not None:
                 item = queued
             elif idle:
@@ -456,13 +435,3 @@ class ThreadPoolBulkhead(Component[ThreadPoolBulkheadConfig, BulkheadEvents], Ex
         if worker in self._idle:
             self._idle.remove(worker)
         self._workers.discard(worker)
-
-    # -- events ----------------------------------------------------------------------------
-
-    def _listeners_changed(self) -> None:
-        self._observed = self._events.has_consumers
-
-    def _emit(self, kind: type[BulkheadEvent]) -> None:
-        events = self._events
-        if events.wants(kind):
-            events.publish(kind(self._name, created_at=self._clock.monotonic()))

@@ -40,12 +40,11 @@ This module holds the breaker and its error; its configuration (``CircuitBreaker
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 from . import _breaker_config
 from ._breaker_config import *  # noqa: F403 - the configuration's public names, re-exported
@@ -56,6 +55,7 @@ from ._breaker_states import BreakerState as _BreakerState
 from ._breaker_states import Events as _Events
 from ._breaker_states import Window as _Window
 from ._clock import Clock, SystemClock, resolve_clock
+from ._component import Decorating
 from ._errors import ConfigTypeError as ConfigTypeError  # importable from here before the split
 from ._state import State
 from .events import (
@@ -119,7 +119,7 @@ _SUCCESS, _FAILURE, _IGNORED, _NOT_COUNTED = range(4)
 # --- the breaker -----------------------------------------------------------------------
 
 
-class CircuitBreaker:
+class CircuitBreaker(Decorating):
     """A resilience4j-style circuit breaker; also a decorator for sync and async functions.
 
     >>> breaker = CircuitBreaker("db", CircuitBreakerConfig(sliding_window_size=10))
@@ -339,16 +339,6 @@ class CircuitBreaker:
 
     # --- decorating and calling --------------------------------------------------------
 
-    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Guard ``fn`` (a function or an ``async def`` function) with this breaker."""
-        if not callable(fn):
-            raise TypeError(f"CircuitBreaker can only decorate a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            return cast("Callable[P, R]", self._decorate_async(fn))
-        return self._decorate_sync(fn)
-
-    __call__ = decorate
-
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` through the breaker."""
         if not self._admits_all:
@@ -386,24 +376,24 @@ class CircuitBreaker:
         return result
 
     def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        # The hot path: everything it needs is bound to locals, no method layers.
+        # The hot path: everything the CLOSED success path needs is bound to locals, no method
+        # layers. Written out again for asyncio (and in call/call_async): one shared body would
+        # cost a call frame per call.
         breaker = self
         monotonic = self._monotonic
-        acquire_permission = self.acquire_permission
         queue_success = self._queue_success
-        on_error_at = self._on_error_at
         on_result_at = self._on_result_at
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             if not breaker._admits_all:
-                acquire_permission()
+                breaker.acquire_permission()
             start = monotonic()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 end = monotonic()
-                on_error_at(end - start, exc, end)
+                breaker._on_error_at(end - start, exc, end)
                 raise
             end = monotonic()
             if not queue_success(end - start, end):
@@ -415,21 +405,19 @@ class CircuitBreaker:
     def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         breaker = self
         monotonic = self._monotonic
-        acquire_permission = self.acquire_permission
         queue_success = self._queue_success
-        on_error_at = self._on_error_at
         on_result_at = self._on_result_at
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
             if not breaker._admits_all:
-                acquire_permission()
+                breaker.acquire_permission()
             start = monotonic()
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 end = monotonic()
-                on_error_at(end - start, exc, end)
+                breaker._on_error_at(end - start, exc, end)
                 raise
             end = monotonic()
             if not queue_success(end - start, end):

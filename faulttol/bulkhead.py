@@ -35,229 +35,58 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Final, ParamSpec, TypeVar, cast
+from typing import ParamSpec, TypeVar
 
+from . import _bulkhead_config, _bulkhead_events, _thread_pool_bulkhead
+from ._bulkhead_config import *  # noqa: F403 - the configuration's public names, re-exported
+from ._bulkhead_config import BulkheadConfig
+from ._bulkhead_events import *  # noqa: F403 - the events and the error, re-exported
 from ._bulkhead_events import (
-    BulkheadEvent,
     BulkheadEvents,
     BulkheadFullError,
-    BulkheadOnCallFinishedEvent,
     BulkheadOnCallPermittedEvent,
     BulkheadOnCallRejectedEvent,
+    EmitsBulkheadEvents,
 )
+from ._bulkhead_waiters import TIMEOUT_MAX, LoopTimeouts, TaskWaiter, ThreadWaiter, Waiter
 from ._clock import Clock, SystemClock
-from ._component import Component, checked_setup
-from ._thread_pool_bulkhead import (
-    DEFAULT_CORE_THREAD_POOL_SIZE,
-    DEFAULT_KEEP_ALIVE_DURATION,
-    DEFAULT_MAX_THREAD_POOL_SIZE,
-    DEFAULT_QUEUE_CAPACITY,
-    ThreadPoolBulkhead,
-    ThreadPoolBulkheadConfig,
-    ThreadPoolBulkheadMetrics,
-)
-from .validation import check_int, check_non_negative
+from ._component import Component, Decorating, LiveView, checked_setup
+from ._thread_pool_bulkhead import *  # noqa: F403 - the thread-pool bulkhead, re-exported
 
-__all__ = [
-    "DEFAULT_CORE_THREAD_POOL_SIZE",
-    "DEFAULT_KEEP_ALIVE_DURATION",
-    "DEFAULT_MAX_CONCURRENT_CALLS",
-    "DEFAULT_MAX_THREAD_POOL_SIZE",
-    "DEFAULT_MAX_WAIT_DURATION",
-    "DEFAULT_QUEUE_CAPACITY",
-    "Bulkhead",
-    "BulkheadConfig",
-    "BulkheadEvent",
-    "BulkheadEvents",
-    "BulkheadFullError",
-    "BulkheadMetrics",
-    "BulkheadOnCallFinishedEvent",
-    "BulkheadOnCallPermittedEvent",
-    "BulkheadOnCallRejectedEvent",
-    "ThreadPoolBulkhead",
-    "ThreadPoolBulkheadConfig",
-    "ThreadPoolBulkheadMetrics",
-]
+__all__ = ["Bulkhead", "BulkheadMetrics"]
+__all__ += _bulkhead_config.__all__  # the configuration, the events and the thread-pool
+__all__ += _bulkhead_events.__all__  # bulkhead, all re-exported from here
+__all__ += _thread_pool_bulkhead.__all__
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-DEFAULT_MAX_CONCURRENT_CALLS: Final = 25
-"""Calls admitted at once (resilience4j's default)."""
-DEFAULT_MAX_WAIT_DURATION: Final = 0.0
-"""Seconds a caller waits for a slot of a full bulkhead: 0 means reject at once."""
-
-_TIMEOUT_MAX: Final = threading.TIMEOUT_MAX
-"""The longest timeout a lock acquire takes; longer waits are capped to it (~292 years)."""
-
-
-# --- configuration ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BulkheadConfig:
-    """How many calls a :class:`Bulkhead` admits at once, and how long a caller waits.
-
-    Immutable. A value of the wrong kind (a float or a bool for the count, a string for the
-    duration) raises ``ConfigTypeError`` (a ``TypeError`` and a ``ValueError``); a value out
-    of range (negative, NaN, infinite) raises ``ValueError``. Both name the field and what
-    it allows.
-    """
-
-    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
-    """Calls admitted at once (>= 0; 0 admits nothing, as in resilience4j)."""
-    max_wait_duration: float = DEFAULT_MAX_WAIT_DURATION
-    """Seconds a caller waits for a slot before :class:`BulkheadFullError` (>= 0 and finite)."""
-
-    def __post_init__(self) -> None:
-        check_int("max_concurrent_calls", self.max_concurrent_calls, minimum=0)
-        check_non_negative(
-            "max_wait_duration", self.max_wait_duration, allowed="finite seconds >= 0"
-        )
-
-
-# --- waiters --------------------------------------------------------------------------------
-
-
-class _Waiter:
-    """A caller queued for a permit. ``granted`` and ``abandoned`` change under the
-    bulkhead's lock only: a permit is handed to a waiter that has not abandoned, and a waiter
-    abandons only while it holds no permit, so a permit is never lost between the two."""
-
-    __slots__ = ("abandoned", "granted")
-
-    def __init__(self) -> None:
-        self.granted = False
-        self.abandoned = False
-
-    def wake(self) -> None:
-        """Tell the waiter it was granted a permit (called without the bulkhead's lock)."""
-        raise NotImplementedError
-
-
-class _ThreadWaiter(_Waiter):
-    """A thread blocked on a lock of its own, released by whoever grants it a permit."""
-
-    __slots__ = ("gate",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Lock()
-        self.gate.acquire()
-
-    def wake(self) -> None:
-        self.gate.release()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _TaskWaiter(_Waiter):
-    """An asyncio task awaiting a future of its loop (until ``deadline``, on the loop's
-    time); woken thread-safely."""
-
-    __slots__ = ("deadline", "future", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        self.granted = False
-        self.abandoned = False
-        self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.deadline = deadline
-
-    def wake(self) -> None:
-        if asyncio._get_running_loop() is self.loop:
-            _resolve(self.future)
-        else:
-            # Raises RuntimeError when the loop is closed: the caller takes the permit back.
-            self.loop.call_soon_threadsafe(_resolve, self.future)
-
-
-class _LoopTimeouts:
-    """The deadlines of the waiters of one bulkhead on one event loop, with one timer.
-
-    Every waiter of a bulkhead waits the same ``max_wait_duration``, so on one loop their
-    deadlines come in arrival order: they are kept in a deque, and one loop timer is armed
-    for the oldest. (A timer per waiter would cost a heap push and pop of Python-compared
-    timer handles each: with thousands of tasks waiting, most of the loop's time.) Touched
-    only from its loop's thread.
-    """
-
-    __slots__ = ("armed", "entries", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = weakref.ref(loop)
-        self.entries: deque[_TaskWaiter] = deque()
-        self.armed = False
-
-    def add(self, waiter: _TaskWaiter) -> None:
-        self.entries.append(waiter)
-        if not self.armed:
-            self.armed = True
-            waiter.loop.call_at(waiter.deadline, self.expire, waiter.loop)
-
-    def expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wake the waiters whose deadline has passed; re-arm for the next one."""
-        self.armed = False
-        now = loop.time()
-        entries = self.entries
-        while entries:
-            waiter = entries[0]
-            if waiter.future.done():  # granted or cancelled meanwhile
-                entries.popleft()
-            elif waiter.deadline <= now:
-                entries.popleft()
-                waiter.future.set_result(None)  # it finds no slot granted: rejected
-            else:
-                self.armed = True
-                loop.call_at(waiter.deadline, self.expire, loop)
-                return
-
-    def trim(self) -> None:
-        """Drop the waiters that are done, from the oldest (slots are handed out in order)."""
-        entries = self.entries
-        while entries and entries[0].future.done():
-            entries.popleft()
-
-
 # --- the bulkhead ---------------------------------------------------------------------------
 
 
-class BulkheadMetrics:
+class BulkheadMetrics(LiveView["Bulkhead"]):
     """A live view of a :class:`Bulkhead`'s slots (read at access, never stale)."""
 
-    __slots__ = ("_bulkhead",)
-
-    def __init__(self, bulkhead: Bulkhead) -> None:
-        self._bulkhead = bulkhead
+    _shown = ("available_concurrent_calls", "max_allowed_concurrent_calls")
 
     @property
     def available_concurrent_calls(self) -> int:
         """Slots free now: ``max_allowed_concurrent_calls`` minus the calls inside."""
-        return len(self._bulkhead._tokens)
+        return len(self._owner._tokens)
 
     @property
     def max_allowed_concurrent_calls(self) -> int:
         """The configured ``max_concurrent_calls``."""
-        return self._bulkhead._config.max_concurrent_calls
-
-    def __repr__(self) -> str:
-        return (
-            f"BulkheadMetrics(available_concurrent_calls={self.available_concurrent_calls}, "
-            f"max_allowed_concurrent_calls={self.max_allowed_concurrent_calls})"
-        )
+        return self._owner._config.max_concurrent_calls
 
 
-class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
+
+class Bulkhead(Component[BulkheadConfig, BulkheadEvents], EmitsBulkheadEvents, Decorating):
     """At most ``max_concurrent_calls`` calls inside at once; a decorator for sync and async
     functions, ``.call(fn, ...)`` and ``await .call_async(fn, ...)``.
 
@@ -280,7 +109,6 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         "_max_wait",
         "_metrics",
         "_name",
-        "_observed",
         "_real_waits",
         "_timeouts",
         "_tokens",
@@ -297,17 +125,17 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         # One token per free slot: taken with pop(), given back with append(), both atomic.
         self._tokens: list[None] = [None] * config.max_concurrent_calls
         self._lock = threading.Lock()  # guards the waiters
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
         # Queued waiters that have not abandoned. Written under _lock; read without it by a
         # call giving its token back, *after* the append: a waiter counts itself in *before*
         # its last try to pop, so one of the two always sees the other (no lost wake-up).
         self._live_waiters = 0
         # Per event loop, the deadlines of its waiting tasks (system clock only); the last
         # one used is cached (most applications run one loop).
-        self._timeouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopTimeouts] = (
+        self._timeouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTimeouts] = (
             weakref.WeakKeyDictionary()
         )
-        self._last_timeouts: _LoopTimeouts | None = None
+        self._last_timeouts: LoopTimeouts | None = None
         self._observed = False  # somebody listens: build and publish events
         self._events = BulkheadEvents(self._listeners_changed)
         self._metrics = BulkheadMetrics(self)
@@ -328,13 +156,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         given back with :meth:`on_complete` (the call ran) or :meth:`release_permission`.
         From asyncio code use :meth:`try_acquire_permission_async`.
         """
-        if self._take_now() or self._wait_sync():
-            if self._observed:
-                self._emit(BulkheadOnCallPermittedEvent)
-            return True
-        if self._observed:
-            self._emit(BulkheadOnCallRejectedEvent)
-        return False
+        return self._admitted(self._take_now() or self._wait_sync())
 
     async def try_acquire_permission_async(self) -> bool:
         """Like :meth:`try_acquire_permission`, but the wait is awaited (never blocks the loop).
@@ -342,13 +164,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         A task cancelled while it waits takes no slot (and a slot handed to it at that very
         moment goes to the next waiter).
         """
-        if self._take_now() or await self._wait_async():
-            if self._observed:
-                self._emit(BulkheadOnCallPermittedEvent)
-            return True
-        if self._observed:
-            self._emit(BulkheadOnCallRejectedEvent)
-        return False
+        return self._admitted(self._take_now() or await self._wait_async())
 
     def acquire_permission(self) -> None:
         """Like :meth:`try_acquire_permission`, but raise :class:`BulkheadFullError`."""
@@ -371,8 +187,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
     def on_complete(self) -> None:
         """Give back a slot after the call ran, and publish ``on_call_finished``."""
         self._release()
-        if self._observed:
-            self._emit(BulkheadOnCallFinishedEvent)
+        self._finished()
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -394,44 +209,28 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         finally:
             self.on_complete()
 
-    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Wrap ``fn`` (a plain or ``async def`` function) so every call takes a slot."""
-        if not callable(fn):
-            raise TypeError(f"Bulkhead can only decorate a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            return cast("Callable[P, R]", self._decorate_async(fn))
-        return self._decorate_sync(fn)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorator form of :meth:`decorate`."""
-        return self.decorate(fn)
-
     def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         # The hot path: with a slot free, a pop on entry and an append on exit (no lock),
         # everything bound to locals.
         bulkhead = self
         take = self._tokens.pop
         give_back = self._tokens.append
-        acquire_or_reject = self._acquire_or_reject
-        hand_over = self._hand_over
-        emit = self._emit
+        after_call = self._after_call
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 take()
             except IndexError:
-                acquire_or_reject()
+                bulkhead._acquire_or_reject()
             if bulkhead._observed:
-                emit(BulkheadOnCallPermittedEvent)
+                bulkhead._emit(BulkheadOnCallPermittedEvent)
             try:
                 return fn(*args, **kwargs)
             finally:
                 give_back(None)
-                if bulkhead._live_waiters:
-                    hand_over()
-                if bulkhead._observed:
-                    emit(BulkheadOnCallFinishedEvent)
+                if bulkhead._live_waiters or bulkhead._observed:
+                    after_call()
 
         return guarded
 
@@ -440,9 +239,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         tokens = self._tokens
         take = tokens.pop
         give_back = tokens.append
-        wait_async = self._wait_async
-        hand_over = self._hand_over
-        emit = self._emit
+        wait_async = self._wait_async  # hot too, while tasks queue up
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -454,27 +251,24 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
             else:  # (no exception raised on this path: it is hot while tasks queue up)
                 await wait_async(True)
             if bulkhead._observed:
-                emit(BulkheadOnCallPermittedEvent)
+                bulkhead._emit(BulkheadOnCallPermittedEvent)
             try:
                 return await fn(*args, **kwargs)
             finally:
                 give_back(None)
-                if bulkhead._live_waiters:
-                    hand_over()
-                if bulkhead._observed:
-                    emit(BulkheadOnCallFinishedEvent)
+                if bulkhead._live_waiters or bulkhead._observed:
+                    bulkhead._after_call()
 
         return guarded
 
     # -- internals -------------------------------------------------------------------------
 
-    def _listeners_changed(self) -> None:
-        self._observed = self._events.has_consumers
-
-    def _emit(self, kind: type[BulkheadEvent]) -> None:
-        events = self._events
-        if events.wants(kind):
-            events.publish(kind(self._name, created_at=self._clock.monotonic()))
+    def _after_call(self) -> None:
+        """A decorated call gave its slot back while somebody waits or listens: hand free
+        slots over, publish ``on_call_finished``."""
+        if self._live_waiters:
+            self._hand_over()
+        self._finished()
 
     def _acquire_or_reject(self) -> None:
         """No slot was free: wait for one, or publish the rejection and raise."""
@@ -524,7 +318,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
             except RuntimeError:  # its event loop is closed: nobody will take the slot
                 tokens.append(None)
 
-    def _enqueue(self, waiter: _Waiter) -> bool:
+    def _enqueue(self, waiter: Waiter) -> bool:
         """Queue ``waiter`` unless a slot is free now (then take it: ``True``)."""
         with self._lock:
             self._live_waiters += 1  # first: a token given back from now on is handed over
@@ -539,7 +333,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
             self._waiters.append(waiter)
             return False
 
-    def _leave(self, waiter: _Waiter) -> bool:
+    def _leave(self, waiter: Waiter) -> bool:
         """After waiting: ``True`` if ``waiter`` was granted a slot, else it leaves the queue."""
         granted_before = waiter.granted  # set once, under the lock, before the wake-up
         if granted_before:
@@ -560,12 +354,12 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         """Wait up to ``max_wait_duration`` for a slot, blocking this thread."""
         if self._max_wait <= 0.0:
             return False
-        waiter = _ThreadWaiter()
+        waiter = ThreadWaiter()
         if self._enqueue(waiter):
             return True
         try:
             if self._real_waits:
-                waiter.gate.acquire(timeout=min(self._max_wait, _TIMEOUT_MAX))
+                waiter.gate.acquire(timeout=min(self._max_wait, TIMEOUT_MAX))
             else:
                 self._clock.sleep(self._max_wait)
         except BaseException:
@@ -574,7 +368,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
             raise
         return self._leave(waiter)
 
-    def _loop_timeouts(self, loop: asyncio.AbstractEventLoop) -> _LoopTimeouts:
+    def _loop_timeouts(self, loop: asyncio.AbstractEventLoop) -> LoopTimeouts:
         """The deadlines of ``loop``'s waiters (called from that loop's thread)."""
         timeouts = self._last_timeouts
         if timeouts is not None and timeouts.loop() is loop:
@@ -582,7 +376,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         with self._lock:
             timeouts = self._timeouts.get(loop)
             if timeouts is None:
-                timeouts = self._timeouts[loop] = _LoopTimeouts(loop)
+                timeouts = self._timeouts[loop] = LoopTimeouts(loop)
         self._last_timeouts = timeouts
         return timeouts
 
@@ -596,7 +390,7 @@ class Bulkhead(Component[BulkheadConfig, BulkheadEvents]):
         granted = False
         if self._max_wait > 0.0:
             loop = asyncio.get_running_loop()
-            waiter = _TaskWaiter(loop, loop.time() + self._max_wait)
+            waiter = TaskWaiter(loop, loop.time() + self._max_wait)
             if self._enqueue(waiter):
                 return True
             try:

@@ -138,7 +138,7 @@ def _check_enabled(value: object) -> bool | Callable[[], object]:
     )
 
 
-class ChaosStrategy(Named[ChaosEvents]):
+class ChaosStrategy(Named):
     """What every chaos strategy shares: when to inject (``injection_rate``, ``enabled``,
     ``random``), its name, clock and events, and the ways to apply it to calls.
 
@@ -183,6 +183,11 @@ class ChaosStrategy(Named[ChaosEvents]):
     def enabled(self) -> bool | Callable[[], object]:
         """A bool, or the zero-argument callable asked on every call."""
         return self._enabled
+
+    @property
+    def events(self) -> ChaosEvents:
+        """The event publisher."""
+        return self._events
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, injection_rate={self._rate!r})"

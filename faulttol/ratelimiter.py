@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import itertools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 
 from ._clock import Clock
-from ._component import Component, checked_setup
+from ._component import Component, Decorating, LiveView, checked_setup
 from .events import Event, EventPublisher
 from .validation import (
     check_int,
@@ -169,30 +168,22 @@ class RateLimiterEvents(EventPublisher[RateLimiterEvent]):
 # --- metrics -----------------------------------------------------------------------------
 
 
-class RateLimiterMetrics:
+class RateLimiterMetrics(LiveView["RateLimiter"]):
     """A live view of a limiter: every read reflects the moment it is made."""
 
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: RateLimiter) -> None:
-        self._limiter = limiter
+    _shown = ("available_permissions", "number_of_waiting_threads")
 
     @property
     def available_permissions(self) -> int:
         """Permissions left in the current cycle; negative while permissions of later cycles
         are reserved (-n: n reserved ahead)."""
-        return self._limiter._available_now()
+        return self._owner._available_now()
 
     @property
     def number_of_waiting_threads(self) -> int:
         """Callers waiting for a reserved permission now (threads and asyncio tasks)."""
-        return self._limiter._waiting
+        return self._owner._waiting
 
-    def __repr__(self) -> str:
-        return (
-            f"RateLimiterMetrics(available_permissions={self.available_permissions}, "
-            f"number_of_waiting_threads={self.number_of_waiting_threads})"
-        )
 
 
 class _Ticket:
@@ -248,7 +239,7 @@ class _Cycle:
 # --- the limiter -------------------------------------------------------------------------
 
 
-class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents]):
+class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
     """A resilience4j-style rate limiter; also a decorator for sync and async functions.
 
     >>> limiter = RateLimiter("api", RateLimiterConfig(limit_for_period=10,
@@ -574,19 +565,6 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents]):
         if not await self.acquire_permission_async():
             raise RequestNotPermittedError(self._name)
         return await fn(*args, **kwargs)
-
-    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Limit ``fn`` (a function or an ``async def`` function): every call takes one
-        permission first."""
-        if not callable(fn):
-            raise TypeError(f"RateLimiter can only decorate a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            return cast("Callable[P, R]", self._decorate_async(fn))
-        return self._decorate_sync(fn)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorator form of :meth:`decorate`."""
-        return self.decorate(fn)
 
     def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         # The hot path: a permission of the current cycle costs a clock read and one

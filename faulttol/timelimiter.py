@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ._clock import Clock, SystemClock
-from ._component import Component, checked_setup
+from ._component import Component, LiveView, checked_setup
 from ._decorating import wrap_calls
 from ._thread_pool_bulkhead import ThreadPoolBulkhead, ThreadPoolBulkheadConfig
 from .events import Event, EventPublisher
@@ -155,35 +155,26 @@ class TimeLimiterEvents(EventPublisher[TimeLimiterEvent]):
         return self._on(TimeLimiterOnTimeoutEvent, consumer)
 
 
-class TimeLimiterMetrics:
+class TimeLimiterMetrics(LiveView["TimeLimiter"]):
     """Calls of a :class:`TimeLimiter` by outcome, since its creation (cumulative)."""
 
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: TimeLimiter) -> None:
-        self._limiter = limiter
+    _shown = ("number_of_successful_calls", "number_of_failed_calls", "number_of_timed_out_calls")
 
     @property
     def number_of_successful_calls(self) -> int:
         """Calls that returned within their deadline."""
-        return self._limiter._counts[0]
+        return self._owner._counts[0]
 
     @property
     def number_of_failed_calls(self) -> int:
         """Calls that raised within their deadline (or that the executor refused)."""
-        return self._limiter._counts[1]
+        return self._owner._counts[1]
 
     @property
     def number_of_timed_out_calls(self) -> int:
         """Calls that did not end within their deadline."""
-        return self._limiter._counts[2]
+        return self._owner._counts[2]
 
-    def __repr__(self) -> str:
-        return (
-            f"TimeLimiterMetrics(number_of_successful_calls={self.number_of_successful_calls}, "
-            f"number_of_failed_calls={self.number_of_failed_calls}, "
-            f"number_of_timed_out_calls={self.number_of_timed_out_calls})"
-        )
 
 
 # --- the shared default executor -------------------------------------------------------------

@@ -40,6 +40,7 @@ from typing import Any, ParamSpec, TypeVar
 import pybreaker
 
 from .._clock import Clock, resolve_clock
+from .._component import Named
 from .._decorating import wrap_calls
 from ..breaker import CallNotPermittedError, CircuitBreaker, State
 from ..events import (
@@ -78,7 +79,7 @@ class PyBreakerCallNotPermittedError(CallNotPermittedError, pybreaker.CircuitBre
     """
 
 
-class PyBreakerAdapter:
+class PyBreakerAdapter(Named):
     """faulttol's low-level breaker API on top of a ``pybreaker.CircuitBreaker``.
 
     ``name`` is the pybreaker breaker's name (``"pybreaker"`` when it has none); ``state`` maps
@@ -104,14 +105,6 @@ class PyBreakerAdapter:
     def breaker(self) -> pybreaker.CircuitBreaker:
         """The adapted pybreaker breaker."""
         return self._breaker
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
 
     @property
     def state(self) -> State:
