@@ -5,6 +5,7 @@ a circuit breaker per database and failover to the next eligible database. Manua
 ``client.provider.set_active_index(1)``; automatic failback only when configured.
 """
 
+from faulttol import __version__ as __version__  # one distribution, one version
 from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
