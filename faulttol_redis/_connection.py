@@ -84,6 +84,13 @@ class _HangStamps:
                 self._ft_since = _monotonic() + wait
 
 
+_PACK_THEN_SEND = sync_connection.AbstractConnection.send_command.__code__.co_names == (
+    "send_packed_command", "_command_packer", "pack", "get")
+"""redis-py's sync ``send_command`` is ``send_packed_command(_command_packer.pack(*args),
+check_health=...)`` and nothing else (checked on its code): the marking connection then
+does the same itself (see ``_SyncMarking.send_command``)."""
+
+
 def release_hung(conn: Any, database: str) -> bool:
     """From the watchdog: make ``conn``'s blocked read return and its command fail with
     :class:`OutcomeUnknownError` naming ``database``. A sync connection's socket is shut
@@ -112,13 +119,33 @@ class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
     _ft_reconnect_after_use = False
     """Set when redis-py asks for a reconnect after the current command (see the module)."""
 
+    _ft_pack_then_send = False
+    """Whether :meth:`send_command` packs and sends itself (see ``__init_subclass__``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only when redis-py's send_command is the plain pack-then-send and no class in
+        # front of this one (a chaos connection, a user's subclass) overrides
+        # send_packed_command, which the shortcut would skip.
+        cls._ft_pack_then_send = (_PACK_THEN_SEND and cls.send_packed_command
+                                  is _SyncMarking.send_packed_command)
+
     def send_command(self, *args: Any, **kwargs: Any) -> None:
         if args and args[0] in BLOCKING_NAMES:
             self._ft_stamp_blocking(args)
-        super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        elif not self._ft_since:
+            self._ft_since = _monotonic()
+        if self._ft_pack_then_send:
+            # redis-py's send_command, whose whole body this is: one frame less per
+            # command (redis-py's own send_packed_command, past this class's stamping).
+            super().send_packed_command(  # type: ignore[no-untyped-call]
+                self._command_packer.pack(*args), check_health=kwargs.get("check_health", True)
+            )
+        else:
+            super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self._ft_since:
+        if not self._ft_since:  # a pipeline's commands (send_command stamps its own)
             self._ft_since = _monotonic()
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 

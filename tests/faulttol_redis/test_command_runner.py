@@ -94,3 +94,29 @@ async def test_the_asyncio_database_runs_commands_through_execute_command(
         assert await client.get("k") == b"v"
     finally:
         await client.aclose()
+
+
+def test_a_marking_connection_subclass_that_overrides_sending_sees_every_command(
+    redis_server: RedisServer,
+) -> None:
+    # The marking connection packs and sends a command itself (one frame less) only when
+    # nothing in front of it overrides send_packed_command: a subclass's override runs.
+    from faulttol_redis._connection import FailoverConnection
+
+    sent: list[bytes] = []
+
+    class Recording(FailoverConnection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent.append(b"".join(command) if isinstance(command, list) else command)
+            super().send_packed_command(command, check_health)
+
+    assert Recording._ft_pack_then_send is False
+    pool = redis.ConnectionPool(host="127.0.0.1", port=redis_server.port,
+                                connection_class=Recording)
+    client = redis.Redis(connection_pool=pool)
+    try:
+        assert client.set("k", "v") is True
+        assert client.get("k") == b"v"
+        assert any(b"SET" in chunk for chunk in sent) and any(b"GET" in chunk for chunk in sent)
+    finally:
+        client.close()
