@@ -158,13 +158,16 @@ class ClientMixin:
         return (bool(args) and args[0] not in BLOCKING_NAMES
                 and classify(args, options) is Replay.READ_ONLY)
 
-    def _hedge_slot(self) -> Any:
-        """Where a hedge goes: the first eligible database other than the active one, in
-        index order (None: no hedge is sent)."""
+    def _hedge_slot(self, sent_to: int) -> Any:
+        """Where a hedge goes: the first eligible database, in index order, other than
+        ``sent_to``, the one active when the read was issued (None: no hedge is sent). Not
+        "other than the active one": a switch while the read waited (a health check failing
+        its database) makes the new active database the hedge's target, not the old one.
+        ``sent_to`` 0: the provider had not started then; the active database now."""
         ordered = self._ordered
-        active = ordered.active_index
+        sent_to = sent_to or ordered.active_index
         for index in range(1, len(ordered) + 1):
-            if index != active and ordered.is_eligible(index):
+            if index != sent_to and ordered.is_eligible(index):
                 return ordered.slot(index)
         return None
 

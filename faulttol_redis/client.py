@@ -131,12 +131,13 @@ class FailoverRedis(ClientMixin, redis.Redis):
         """A read-only command, hedged: sent to the next eligible database too when the
         active one has not answered within ``hedge_reads_after``; the first reply wins."""
         pool = self._hedge_pool()
+        sent_to = self._ordered.active_index
         main = pool.submit(self._unhedged, args, options)
         try:
             return main.result(timeout=self._hedge_after)
         except concurrent.futures.TimeoutError:
             pass
-        slot = self._hedge_slot()
+        slot = self._hedge_slot(sent_to)
         if slot is None:
             return main.result()
         db = slot.target

@@ -142,13 +142,14 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
     async def _hedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """A read-only command, hedged (see the sync client's ``_hedged``); the losing
         request is cancelled (redis-py then closes its connection)."""
+        sent_to = self._ordered.active_index
         main = asyncio.ensure_future(self._unhedged(args, options))
         tasks = {main}
         try:
             done, _ = await asyncio.wait(tasks, timeout=self._hedge_after)
             if done:
                 return main.result()
-            slot = self._hedge_slot()
+            slot = self._hedge_slot(sent_to)
             if slot is None:
                 return await main
             db = slot.target

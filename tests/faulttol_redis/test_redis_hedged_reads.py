@@ -3,7 +3,9 @@ answer within ``hedge_reads_after`` is also sent to the next eligible database."
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -137,5 +139,64 @@ async def test_async_read_on_a_frozen_primary_is_answered_by_the_hedge(
         started = time.monotonic()
         assert await client.set("w", 1) is True  # a write waits for database 1
         assert time.monotonic() - started > 0.2
+    finally:
+        await client.aclose()
+
+
+SWITCHED_HEDGE = 0.3
+"""Hedge delay of the switch-while-waiting tests: room for the switch (at 0.05 s) before it."""
+
+
+def test_a_switch_while_the_read_waits_sends_the_hedge_to_the_new_active_database(
+    redis_servers: Servers,
+) -> None:
+    # A read goes to database 1, which freezes; before the hedge is due the provider
+    # switches to database 2 (here by hand; in production a health check failing database 1).
+    # The hedge must go to database 2, the new active one, not back to database 1, which
+    # is still eligible but is where the read already waits.
+    servers = redis_servers(2)
+    for i, s in enumerate(servers, start=1):
+        s.client().set("k", f"db{i}")
+    client = FailoverRedis.from_config(config_for(servers, hedge_reads_after=SWITCHED_HEDGE))
+    try:
+        assert client.get("k") == b"db1"
+        _pause(servers[0], 3000)
+        switch = threading.Timer(0.05, client.provider.set_active_index, (2,), {"force": True})
+        switch.start()
+        started = time.monotonic()
+        assert client.get("k") == b"db2"
+        assert time.monotonic() - started < SWITCHED_HEDGE + 0.5  # not the 3 s pause
+        switch.join()
+        rows = client.provider.status()
+        assert (rows[0]["hedges_sent"], rows[1]["hedges_sent"]) == (0, 1)
+        assert rows[1]["hedge_wins"] == 1
+    finally:
+        client.close()
+
+
+async def test_async_a_switch_while_the_read_waits_sends_the_hedge_to_the_new_database(
+    redis_servers: Servers,
+) -> None:
+    servers = redis_servers(2)
+    for i, s in enumerate(servers, start=1):
+        s.client().set("k", f"db{i}")
+    client = ftr_asyncio.FailoverRedis.from_config(
+        config_for(servers, hedge_reads_after=SWITCHED_HEDGE))
+    try:
+        assert await client.get("k") == b"db1"
+        _pause(servers[0], 3000)
+
+        async def switch() -> None:
+            await asyncio.sleep(0.05)
+            await client.provider.set_active_index(2, force=True)
+
+        switching = asyncio.ensure_future(switch())
+        started = time.monotonic()
+        assert await client.get("k") == b"db2"
+        assert time.monotonic() - started < SWITCHED_HEDGE + 0.5  # not the 3 s pause
+        await switching
+        rows = client.provider.status()
+        assert (rows[0]["hedges_sent"], rows[1]["hedges_sent"]) == (0, 1)
+        assert rows[1]["hedge_wins"] == 1
     finally:
         await client.aclose()
