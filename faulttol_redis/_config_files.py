@@ -10,7 +10,8 @@ own parameter names, so the Python reference is also the file reference:
   ``failure_rate_threshold`` still records only connection errors); durations are seconds;
   exception lists (and the predicate fields) are dotted names resolved by import;
 * ``health_checks`` is a list of tables whose ``type`` is ``"ping"``, ``"lag_aware"`` or the
-  dotted name of a health-check class, the other keys its constructor's parameters;
+  dotted name of a health-check class, the other keys its constructor's parameters (a bare
+  string is a type with its defaults: ``health_checks = ["ping"]``);
 * enums (``health_check_policy``, ``sliding_window_type``, ``cluster_policy``) are given by
   name, in any case;
 * a setting that takes ``None`` to mean "off" (``hang_detection_after``, ...) takes ``false``
@@ -289,6 +290,8 @@ def _databases(path: str, value: object) -> list[DatabaseConfig]:
 
 
 def _health_check(path: str, value: object) -> Any:
+    if isinstance(value, str):
+        value = {"type": value}  # "ping": the type alone, with its defaults
     if not isinstance(value, Mapping):
         return value  # an object: MultiDbConfig checks that it is a health check
     table = _table(path, value)

@@ -84,6 +84,19 @@ def test_every_section_is_converted() -> None:
     assert SECRET not in repr(config) and SECRET not in repr(lag)
 
 
+def test_health_checks_by_type_name_or_dotted_class() -> None:
+    config = _load({"databases": [{}], "health_checks": [
+        "ping", {"type": "faulttol_redis.healthcheck:PingHealthCheck",
+                 "cluster_policy": "healthy_any"}]})
+    first, second = config.health_checks
+    assert isinstance(first, PingHealthCheck) and isinstance(second, PingHealthCheck)
+    assert second.cluster_policy is HealthCheckPolicy.HEALTHY_ANY
+    assert "health_checks[0].type: missing" in _error({"databases": [{}],
+                                                       "health_checks": [{}]})
+    assert "is not a class" in _error({"databases": [{}],
+                                       "health_checks": [{"type": "os.path.join"}]})
+
+
 def test_environment_references_inside_strings_and_escapes() -> None:
     config = _load({"databases": [{
         "url": "redis://ops:${PW}@127.0.0.1:${PORT}/0", "name": "$${literal}",
