@@ -20,7 +20,7 @@ import contextlib
 import enum
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -100,6 +100,8 @@ def _weak_listener(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 # --- FailoverRedis -----------------------------------------------------------------------------
 
+C = TypeVar("C", bound="ClientMixin")
+
 
 class ClientMixin:
     """The parts of both ``FailoverRedis`` classes that do no I/O."""
@@ -108,6 +110,17 @@ class ClientMixin:
     _closed: bool
     _owns_provider: bool
     _gate: Any
+
+    connection: None
+    """Always None: the client holds no connection of its own (redis-py: the connection of
+    a single-connection client)."""
+
+    single_connection_client: bool
+    """Always False: commands run on pooled connections of the active database."""
+
+    auto_close_connection_pool: bool
+    """False: the client has no pool; the provider owns the databases' pools (and closes
+    them when the client that owns the provider closes)."""
 
     def _setup(self, provider: Any, started: bool) -> None:
         """The fields both clients set in ``__init__`` (they call no ``super().__init__``:
@@ -214,12 +227,36 @@ class ClientMixin:
         if self._is_closed():
             raise _ClientClosed
 
-    def _child(self) -> Any:
-        """Another client on the same provider that does not own it (see ``client()``)."""
+    def client(self: C) -> C:
+        """Another client on the same provider (redis-py: a client sharing the pool).
+
+        Closing it (``close()``, or ``aclose()`` for the asyncio client) closes only it
+        (and its pubsubs and WATCHing pipelines), not the provider; closing the provider
+        (or the client that owns it) closes it too. Unlike redis-py's, it is not pinned to
+        one connection: for commands that must share a connection use a pipeline
+        (``watch()``/``multi()``/``execute()``), which is bound to one database and one
+        connection while it WATCHes.
+        """
         self._check_open()
         child = type(self)(self._provider)  # type: ignore[call-arg]
         child._owns_provider = False
         return child
+
+    def monitor(self) -> Any:
+        """MONITOR on the active database (does not follow switches)."""
+        self._check_open()
+        return self._provider.client().monitor()
+
+    # --- what redis-py's helpers read from a client: answered by the active database --------
+
+    @property
+    def connection_pool(self) -> Any:
+        """The active database's connection pool (read-only; None for a cluster database)."""
+        return getattr(self._provider.client(), "connection_pool", None)
+
+    @property
+    def response_callbacks(self) -> Any:
+        return getattr(self._provider.client(), "response_callbacks", {})
 
     # --- what redis-py's helpers read from a client: answered by the active database --------
 
@@ -341,6 +378,22 @@ class PubSubMixin:
 
     def _active_db(self) -> Any:
         return self._state.slot.target
+
+    @contextlib.contextmanager
+    def _pubsub_command(self) -> Iterator[None]:
+        """Around a (un)subscribe command: a failure caused by the close says so, and the
+        connection it used is never hang-watched (health checks and keepalive cover
+        Pub/Sub)."""
+        try:
+            yield
+        except Exception as exc:
+            if self._is_closed():
+                raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
+            raise
+        finally:
+            conn: Any = getattr(self, "connection", None)
+            if conn is not None:
+                conn._ft_unwatched = True
 
     def _is_moving(self) -> bool:
         raise NotImplementedError

@@ -153,16 +153,8 @@ class FailoverPubSub(PubSubMixin, PubSub):
         self._check_open()
         if self._must_follow():
             self._follow()
-        try:
+        with self._pubsub_command():
             super().execute_command(*args)  # type: ignore[no-untyped-call]
-        except Exception as exc:
-            if self._is_closed():
-                raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
-            raise
-        finally:
-            conn: Any = self.connection
-            if conn is not None:
-                conn._ft_unwatched = True  # Pub/Sub connections are never hang-watched
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         self._check_open()

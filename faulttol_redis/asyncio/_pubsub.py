@@ -135,16 +135,8 @@ class FailoverPubSub(PubSubMixin, PubSub):
             await provider.initialize()
         if self._must_follow():
             await self._follow()
-        try:
+        with self._pubsub_command():
             await super().execute_command(*args)
-        except Exception as exc:
-            if self._is_closed():
-                raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
-            raise
-        finally:
-            conn: Any = self.connection
-            if conn is not None:
-                conn._ft_unwatched = True  # Pub/Sub connections are never hang-watched
 
     async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         await self._check_open()

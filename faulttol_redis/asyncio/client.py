@@ -49,7 +49,7 @@ def _run_command(db: AsyncDatabase, args: tuple[Any, ...],
     return db.execute(*args, **options)  # type: ignore[no-any-return]
 
 
-class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
+class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, override]
     """A ``redis.asyncio.Redis`` whose commands run on the provider's active database.
 
     Build it from a provider (``FailoverRedis(provider)``) or a config
@@ -62,16 +62,6 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
     (``connection_pool``, ``get_encoder()``...), apply to every database (callbacks, HIMPORT
     fieldsets) or say why they cannot work (``set_retry``, ``from_url``, ``from_pool``).
     """
-
-    connection: None
-    """Always None: the client holds no connection of its own."""
-
-    single_connection_client: bool
-    """Always False: commands run on pooled connections of the active database."""
-
-    auto_close_connection_pool: bool
-    """False: the client has no pool; the provider owns the databases' pools (and closes
-    them when the client that owns the provider closes)."""
 
     def __init__(self, provider: FailoverProvider) -> None:  # no super(): no own pool
         if not isinstance(provider, FailoverProvider):
@@ -208,17 +198,6 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
         self._check_attempt()
         return db.execute(*args, **options)  # type: ignore[no-any-return]
 
-    # Attributes redis-py's helpers read from a client: answered by the active database.
-
-    @property
-    def connection_pool(self) -> Any:  # type: ignore[override]
-        """The active database's connection pool (read-only; None for a cluster database)."""
-        return getattr(self._provider.client(), "connection_pool", None)
-
-    @property
-    def response_callbacks(self) -> Any:  # type: ignore[override]
-        return getattr(self._provider.client(), "response_callbacks", {})
-
     # HIMPORT fieldsets (redis-py 8.1+) live in each client's registry: declared on every
     # database, so that HIMPORT SET keeps working after a switch.
 
@@ -257,23 +236,6 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc]
         pubsub = FailoverPubSub(self._provider, **kwargs)
         self._pubsubs.add(pubsub)
         return pubsub
-
-    def monitor(self) -> Any:
-        """MONITOR on the active database (does not follow switches)."""
-        self._check_open()
-        return self._provider.client().monitor()
-
-    def client(self) -> FailoverRedis:
-        """Another client on the same provider (redis-py: a client sharing the pool).
-
-        Its ``aclose()`` closes only it (and its pubsubs and WATCHing pipelines), not the
-        provider; closing the provider (or the client that owns it) closes it too. Unlike
-        redis-py's, it is not pinned to one connection: for commands that must share a
-        connection use a pipeline (``watch()``/``multi()``/``execute()``), which is bound
-        to one database and one connection while it WATCHes.
-        """
-        child: FailoverRedis = self._child()
-        return child
 
     # --------------------------------------------------------------------------- close
 
