@@ -118,6 +118,17 @@ def _check_health_check_url(value: object) -> None:
         )
 
 
+def _warn_moved(method: str) -> None:
+    """The deprecation warning of ``DatabaseConfig.<method>()``, which moved to the
+    package (a config builds no clients), pointing at the caller of that method."""
+    warnings.warn(
+        f"DatabaseConfig.{method}() is deprecated: use "
+        f"faulttol_redis.{method}(config, **overrides)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class DatabaseConfig:
     """One Redis database (standalone, or a cluster when ``cluster=True``).
@@ -228,12 +239,7 @@ class DatabaseConfig:
     def create_client(self, **overrides: Any) -> redis.Redis | redis.cluster.RedisCluster:
         """Deprecated: use :func:`faulttol_redis.create_client` (``config``
         first), which this calls after a ``DeprecationWarning``."""
-        warnings.warn(
-            "DatabaseConfig.create_client() is deprecated: use "
-            "faulttol_redis.create_client(config, **overrides)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        _warn_moved("create_client")
         return _clients.create_client(self, **overrides)
 
     def create_async_client(
@@ -241,12 +247,7 @@ class DatabaseConfig:
     ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
         """Deprecated: use :func:`faulttol_redis.create_async_client`
         (``config`` first), which this calls after a ``DeprecationWarning``."""
-        warnings.warn(
-            "DatabaseConfig.create_async_client() is deprecated: use "
-            "faulttol_redis.create_async_client(config, **overrides)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        _warn_moved("create_async_client")
         return _clients.create_async_client(self, **overrides)
 
     def __reduce__(self) -> tuple[Any, ...]:
