@@ -67,6 +67,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,6 +113,7 @@ COUNTERS_PER_WORKER = 8
 POOL_SPARE = 32
 """Connections per database pool beyond one per worker (publisher, pipelines, stragglers)."""
 AUDIT_CHUNK = 500
+TRACE_FRAMES = 4
 MAX_SAMPLES = 20
 """Examples kept per kind of anomaly (wrong replies, non-Redis exceptions...)."""
 
@@ -145,8 +147,14 @@ class SoakOptions:
     servers: int = DEFAULT_SERVERS
     fault_interval: float = DEFAULT_FAULT_INTERVAL
     rss_limit_mb: float = DEFAULT_RSS_LIMIT_MB
+    faults: tuple[str, ...] = FAULTS
+    log_file: str | None = None
 
     def __post_init__(self) -> None:
+        unknown = set(self.faults) - set(FAULTS)
+        if not self.faults or unknown:
+            raise ValueError(f"faults must be a non-empty subset of {', '.join(FAULTS)}, "
+                             f"got {', '.join(self.faults)}")
         if not self.minutes > 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
         if self.threads < 1:
@@ -186,6 +194,14 @@ class FaultState:
         return self.label
 
 
+def describe(exc: BaseException) -> str:
+    """An exception and the innermost frames it came from (for the samples)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-TRACE_FRAMES:]
+    where = " < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                       for f in reversed(frames))
+    return f"{type(exc).__name__}: {exc} [{where}]"
+
+
 class WorkerLedger:
     """What one worker attempted and what the client acknowledged. Written by its worker only
     (no lock); read once the workers have stopped."""
@@ -218,7 +234,7 @@ class WorkerLedger:
         else:
             self.non_redis_count += 1
             if len(self.non_redis) < MAX_SAMPLES:
-                self.non_redis.append(f"{op}: {type(exc).__name__}: {exc}")
+                self.non_redis.append(f"{op}: {describe(exc)}")
 
     def wrong_reply(self, op: str, detail: str) -> None:
         self.wrong_count += 1
@@ -347,14 +363,28 @@ class LogTally(logging.Handler):
 
 
 @contextlib.contextmanager
-def tally_logs() -> Iterator[LogTally]:
+def tally_logs(log_file: str | None = None) -> Iterator[LogTally]:
+    """Count the log records of the run; with ``log_file``, also append them there."""
     tally = LogTally()
     root = logging.getLogger()
-    root.addHandler(tally)
+    handlers: list[logging.Handler] = [tally]
+    if log_file is not None:
+        writer = logging.FileHandler(log_file)
+        writer.setFormatter(logging.Formatter(
+            "%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s"))
+        handlers.append(writer)
+    level = root.level
+    if log_file is not None:
+        root.setLevel(logging.INFO)
+    for handler in handlers:
+        root.addHandler(handler)
     try:
         yield tally
     finally:
-        root.removeHandler(tally)
+        root.setLevel(level)
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
 
 
 # ----------------------------------------------------------------------- process metrics
@@ -461,7 +491,9 @@ class FaultLoop:
     """Injects one fault after another on the active database until told to stop."""
 
     def __init__(self, servers: list[RedisServer], control: Control, state: FaultState,
-                 seed: int, interval: float, workers: int) -> None:
+                 seed: int, interval: float, workers: int,
+                 kinds: tuple[str, ...] = FAULTS) -> None:
+        self.kinds = kinds
         self.servers = servers
         self.workers = workers
         self.control = control
@@ -500,7 +532,7 @@ class FaultLoop:
         cycle: list[str] = []
         while not self.stop.wait(self.interval):
             if not cycle:
-                cycle = list(FAULTS)
+                cycle = list(self.kinds)
                 self.rng.shuffle(cycle)
             kind = cycle.pop()
             self.state.begin(kind)
@@ -680,7 +712,7 @@ def _publish_failed(run: Run, exc: BaseException) -> None:
     if isinstance(exc, redis.exceptions.RedisError):
         run.publisher_errors[(run.fault.current(), type(exc).__name__)] += 1
     elif len(run.publisher_non_redis) < MAX_SAMPLES:
-        run.publisher_non_redis.append(f"publish: {type(exc).__name__}: {exc}")
+        run.publisher_non_redis.append(f"publish: {describe(exc)}")
     else:
         run.publisher_non_redis.append("...")
 
@@ -703,7 +735,7 @@ def sync_subscriber(run: Run, pubsub: Any, done: threading.Event) -> None:
         except BaseException as exc:
             run.pubsub.sub_errors[type(exc).__name__] += 1
             if not isinstance(exc, redis.exceptions.RedisError):
-                run.publisher_non_redis.append(f"subscriber: {type(exc).__name__}: {exc}")
+                run.publisher_non_redis.append(f"subscriber: {describe(exc)}")
             time.sleep(0.05)
 
 
@@ -730,7 +762,7 @@ async def async_subscriber(run: Run, pubsub: Any, done: asyncio.Event) -> None:
         except BaseException as exc:
             run.pubsub.sub_errors[type(exc).__name__] += 1
             if not isinstance(exc, redis.exceptions.RedisError):
-                run.publisher_non_redis.append(f"subscriber: {type(exc).__name__}: {exc}")
+                run.publisher_non_redis.append(f"subscriber: {describe(exc)}")
             await asyncio.sleep(0.05)
 
 
@@ -759,7 +791,7 @@ def run_sync(options: SoakOptions, servers: list[RedisServer]) -> Run:
     pubsub.subscribe(CHANNEL)
     sub_done = threading.Event()
     loop = FaultLoop(servers, Control(client.provider, None), run.fault, run.fault_seed,
-                     options.fault_interval, len(run.ledgers))
+                     options.fault_interval, len(run.ledgers), options.faults)
     threads = [threading.Thread(target=sync_worker, args=(run, client, ledger),
                                 name=f"soak-worker-{ledger.worker}", daemon=True)
                for ledger in run.ledgers]
@@ -808,7 +840,8 @@ def run_asyncio(options: SoakOptions, servers: list[RedisServer]) -> Run:
         await pubsub.subscribe(CHANNEL)
         sub_done = asyncio.Event()
         loop = FaultLoop(servers, Control(client.provider, asyncio.get_running_loop()),
-                         run.fault, run.fault_seed, options.fault_interval, len(run.ledgers))
+                         run.fault, run.fault_seed, options.fault_interval, len(run.ledgers),
+                         options.faults)
         workers = [asyncio.create_task(async_worker(run, client, ledger))
                    for ledger in run.ledgers]
         workers.append(asyncio.create_task(async_publisher(run, client)))
@@ -1113,7 +1146,7 @@ def render(summary: dict[str, Any]) -> str:
 
 def run_phase(options: SoakOptions, mode: str) -> dict[str, Any]:
     """One phase on fresh servers: run, restart every server from its AOF, audit."""
-    with durable_servers(options.servers) as servers, tally_logs() as logs:
+    with durable_servers(options.servers) as servers, tally_logs(options.log_file) as logs:
         run = (run_sync if mode == "sync" else run_asyncio)(options, servers)
         restart_all_from_aof(servers)
         return summarize(run, audit(run, servers), logs)
@@ -1137,11 +1170,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakOptions, bool]:
     parser.add_argument("--servers", type=int, default=DEFAULT_SERVERS)
     parser.add_argument("--fault-interval", type=float, default=DEFAULT_FAULT_INTERVAL)
     parser.add_argument("--rss-limit-mb", type=float, default=DEFAULT_RSS_LIMIT_MB)
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help="comma-separated fault kinds to inject (default: all)")
+    parser.add_argument("--log-file", help="append the library's log records (INFO and up)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     ns = parser.parse_args(argv)
     options = SoakOptions(minutes=ns.minutes, seed=ns.seed, threads=ns.threads, tasks=ns.tasks,
                           mode=ns.mode, servers=ns.servers, fault_interval=ns.fault_interval,
-                          rss_limit_mb=ns.rss_limit_mb)
+                          rss_limit_mb=ns.rss_limit_mb,
+                          faults=tuple(f for f in ns.faults.split(",") if f),
+                          log_file=ns.log_file)
     return options, ns.json
 
 

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import redis.exceptions
 from redis.client import PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
 
@@ -38,6 +39,19 @@ def _pubsub_pool(db: Database) -> Any:
     if isinstance(client, RedisCluster):
         return pubsub_node_pool(client)  # the first live node
     return client.connection_pool
+
+
+def _closed_under_reader(exc: Exception, conn: Any) -> Exception:
+    """A read whose connection was closed under it by another thread (a switch listener
+    closes the old connection to wake the reader) can fail inside redis-py's parser with
+    ``ValueError`` (closed buffer) or ``AttributeError`` (no buffer): that is a closed
+    connection, and is handled as one."""
+    if isinstance(exc, (ValueError, AttributeError)) and conn is not None \
+            and not conn.is_connected:
+        error = redis.exceptions.ConnectionError("pubsub connection closed while reading")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 class FailoverPubSub(PubSubMixin, PubSub):
@@ -162,10 +176,11 @@ class FailoverPubSub(PubSubMixin, PubSub):
             self._follow()
         elif self.connection is None and self._has_subscriptions():
             self._subscribe_again()
+        conn: Any = self.connection
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
-            return self._on_read_error(exc)
+            return self._on_read_error(_closed_under_reader(exc, conn))
 
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float | None = 0.0) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,3 +234,46 @@ async def test_asyncio_pubsub_subscribes_again_after_its_resubscription_failed(
         assert got["data"] == b"after"
     finally:
         await client.aclose()
+
+
+def test_sync_pubsub_read_survives_its_connection_closed_by_another_thread(
+        redis_servers: Servers) -> None:
+    """Found by the soak: a switch listener closes the pubsub's connection from the
+    switching thread to wake the reader; when the switch had been undone before the reader
+    noticed (a switch and a switch back within milliseconds), the reader's error from
+    redis-py's parser (``ValueError: I/O operation on closed file``, or an
+    ``AttributeError`` on the dropped buffer) reached the caller instead of being handled as
+    the closed connection it is."""
+    a, b = redis_servers(2)
+    client = FailoverRedis.from_config(_config([a, b]))
+    errors: list[BaseException] = []
+    try:
+        pubsub = client.pubsub()
+        pubsub.subscribe("ch")
+        assert pubsub.get_message(timeout=1.0)["type"] == "subscribe"
+
+        def read() -> None:
+            for _ in range(12):
+                try:
+                    pubsub.get_message(timeout=0.3)
+                except Exception as exc:
+                    errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        for _ in range(8):
+            time.sleep(0.2)
+            conn = pubsub.connection
+            if conn is not None:
+                conn.disconnect()  # what a switch listener does, from its own thread
+        reader.join()
+        assert [e for e in errors if not isinstance(e, redis.exceptions.RedisError)] == []
+        # still subscribed on database 1: a message published now arrives
+        message = None
+        deadline = time.monotonic() + 5
+        while message is None and time.monotonic() < deadline:
+            a.client().publish("ch", "after")
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        assert message is not None and message["data"] == b"after"
+    finally:
+        client.close()
