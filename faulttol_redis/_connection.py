@@ -237,14 +237,14 @@ class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
         _mark(exc, not ambiguous)
 
     def pack_command(self, *args: Any) -> Any:
-        if args and args[0] in BLOCKING_NAMES:  # called by send_command, before the send
+        # redis.asyncio packs every command it sends here, right before sending it (a
+        # pipeline's too, through pack_commands): the stamp is set here, which spares each
+        # command an awaited send_packed_command wrapper.
+        if args and args[0] in BLOCKING_NAMES:
             self._ft_stamp_blocking(args)
-        return super().pack_command(*args)
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self._ft_since:
+        elif not self._ft_since:
             self._ft_since = _monotonic()
-        await super().send_packed_command(command, check_health)
+        return super().pack_command(*args)
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         if not self._ft_since and not self._ft_unwatched:
