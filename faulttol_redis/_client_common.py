@@ -323,11 +323,33 @@ class ClientMixin:
 
 
 class PipelineMixin:
-    """The parts of both ``FailoverPipeline`` classes that do no I/O."""
+    """The parts of both ``FailoverPipeline`` classes that do no I/O.
+
+    A failover pipeline buffers its commands and runs them on the database active at
+    ``execute()``. After ``watch()`` it is bound to the database the WATCH ran on
+    (immediate commands, MULTI, EXEC all go there); if the active database changes before
+    ``execute()``, ``execute()`` raises ``WatchError`` instead of committing elsewhere.
+
+    Once its client is closed, what would reach a database (``execute()``, ``watch()``, an
+    immediate command while WATCHing) raises :class:`~faulttol_redis.ClientClosedError`;
+    buffering a command does no I/O and is not checked. Closing the client releases the
+    connection of a WATCHing pipeline.
+    """
 
     _client: Any
     _bound: Any
+    _real: Any
     command_stack: list[Any]
+    explicit_transaction: bool
+
+    def multi(self) -> None:
+        """Start a MULTI block (on the bound database's pipeline while WATCHing)."""
+        if self._real is not None:
+            self._real.multi()
+            self.explicit_transaction = True
+            return
+        parent: Any = super()
+        parent.multi()
 
     def _check_still_bound(self) -> None:
         """A WATCHed transaction never commits on a database other than its WATCH's."""

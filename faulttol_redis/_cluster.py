@@ -11,7 +11,9 @@ failover, so an application would see them instead of being moved to another dat
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -196,20 +198,11 @@ class _FailoverClusterPipeline(redis.cluster.ClusterPipeline):
     scripts: set[Any]
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
+        with _reported_as(_pipeline_failure):
             if self.scripts:
-                _loading_scripts(self._load_scripts)  # raises ClusterConnectionError as is
+                with _reported_as(_script_load_failure):
+                    self._load_scripts()
             return super().execute(raise_on_error)
-        except (
-            redis.exceptions.RedisClusterException,
-            redis.exceptions.ClusterDownError,
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        ) as exc:
-            failure = _cluster_failure(exc, pipeline=True)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def _load_scripts(self) -> None:
         scripts = list(self.scripts)
@@ -275,19 +268,11 @@ class _FailoverAsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         try:
-            if self.scripts:
-                await _loading_scripts_async(self._load_scripts)  # see the sync pipeline
-            return await super().execute(raise_on_error, allow_redirections)
-        except (
-            redis.exceptions.RedisClusterException,
-            redis.exceptions.ClusterDownError,
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        ) as exc:
-            failure = _cluster_failure(exc, pipeline=True)
-            if failure is None:
-                raise
-            raise failure from exc
+            with _reported_as(_pipeline_failure):
+                if self.scripts:
+                    with _reported_as(_script_load_failure):
+                        await self._load_scripts()
+                return await super().execute(raise_on_error, allow_redirections)
         finally:
             self.scripts = set()
 
@@ -322,26 +307,22 @@ def _script_load_failure(exc: BaseException) -> ClusterConnectionError | None:
     return failure
 
 
-def _loading_scripts(load: Any) -> None:
-    """Run ``load`` (a pipeline's script loading); a failure there means the pipeline did
-    not run at all, which the connection error raised says (``never_sent``)."""
-    try:
-        load()
-    except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError,
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        failure = _script_load_failure(exc)
-        if failure is None:
-            raise
-        raise failure from exc
+def _pipeline_failure(exc: BaseException) -> ClusterConnectionError | None:
+    return _cluster_failure(exc, pipeline=True)
 
 
-async def _loading_scripts_async(load: Any) -> None:
-    """The asyncio twin of :func:`_loading_scripts`."""
+@contextlib.contextmanager
+def _reported_as(failure_of: Callable[[BaseException], ClusterConnectionError | None],
+                 ) -> Iterator[None]:
+    """Around a pipeline's I/O (sync or awaited): a cluster or connection error that
+    ``failure_of`` maps to a :class:`ClusterConnectionError` is raised as that one (chained);
+    any other exception as it is. For the script loading before a pipeline,
+    :func:`_script_load_failure` says that nothing of the pipeline ran (``never_sent``)."""
     try:
-        await load()
+        yield
     except (redis.exceptions.RedisClusterException, redis.exceptions.ClusterDownError,
             redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        failure = _script_load_failure(exc)
+        failure = failure_of(exc)
         if failure is None:
             raise
         raise failure from exc

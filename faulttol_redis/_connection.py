@@ -29,7 +29,7 @@ from typing import Any
 import redis.asyncio.connection as async_connection
 import redis.connection as sync_connection
 
-from ._hang import BLOCKING_NAMES, blocking_wait
+from ._hang import BLOCKING_NAMES, blocking_wait, in_use_connections
 from .errors import OutcomeUnknownError
 
 _monotonic = time.monotonic
@@ -110,6 +110,17 @@ def release_hung(conn: Any, database: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def release_waiting(client: Any, database: str) -> None:
+    """After a failed hang probe: release (:func:`release_hung`) every connection of
+    ``client`` that waits for a reply and is watched; a blocking command still within its
+    own timeout is left waiting."""
+    now = _monotonic()
+    for conn in in_use_connections(client):
+        since = conn._ft_since
+        if since and since <= now and not conn._ft_unwatched:
+            release_hung(conn, database)
 
 
 class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):

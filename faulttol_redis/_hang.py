@@ -21,18 +21,24 @@ on the new database).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = [
     "HangWatch",
     "blocking_wait",
+    "due_databases",
     "in_use_connections",
+    "record_hung",
     "scan_interval",
     "waiting_since",
 ]
+
+_log = logging.getLogger("faulttol_redis.provider")
 
 
 def scan_interval(after: float) -> float:
@@ -100,6 +106,34 @@ def in_use_connections(client: Any) -> list[Any]:
         except RuntimeError:  # changed size while copied (asyncio pools have no thread lock)
             continue
     return []
+
+
+def due_databases(ordered: Any, stopping: Callable[[], bool]) -> Iterator[tuple[int, Any]]:
+    """One scan of the watchdog over ``ordered`` (the generic provider, sync or asyncio):
+    ``(index, slot)`` of each database to probe now (see :meth:`HangWatch.due`), until
+    ``stopping()`` says the provider is closing. The caller probes the database (sync or
+    awaited), then calls ``watch.alive(now)`` or :func:`record_hung`."""
+    for index in range(1, len(ordered) + 1):
+        try:
+            slot = ordered.slot(index)
+        except (IndexError, ValueError):  # removed meanwhile
+            return
+        watch = slot.target.hang_watch
+        if watch is None or stopping():
+            continue
+        if watch.due(time.monotonic(), waiting_since(in_use_connections(slot.target.client))):
+            yield index, slot
+
+
+def record_hung(index: int, db: Any) -> str:
+    """Database ``db`` (at ``index``) did not answer its hang probe: start its watch afresh,
+    count and log the detection. Returns its display name (for the error and the release)."""
+    db.hang_watch.hung()
+    db.count_hang_detection()
+    name: str = db.config.display_name
+    _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
+                 index, name, db.hang_probe_timeout)
+    return name
 
 
 # Blocking commands: where their timeout is (seconds unless noted) -------------------------

@@ -39,14 +39,10 @@ def _run_pipeline(db: Database, stack: list[Any], scripts: set[Any], transaction
 class FailoverPipeline(PipelineMixin, Pipeline):
     """A redis-py ``Pipeline`` whose buffered commands run on the database active at ``execute()``.
 
-    After ``watch()`` the pipeline is bound to the database the WATCH ran on (immediate
-    commands, MULTI, EXEC all go there); if the active database changes before ``execute()``,
-    ``execute()`` raises ``WatchError`` instead of committing elsewhere.
-
-    Once its client is closed, what would reach a database (``execute()``, ``watch()``, an
-    immediate command while WATCHing) raises :class:`~faulttol_redis.ClientClosedError`;
-    buffering a command does no I/O and is not checked. Closing the client releases the
-    connection of a WATCHing pipeline.
+    After ``watch()`` it is bound to the database the WATCH ran on and never commits
+    anywhere else (``execute()`` raises ``WatchError`` if the active database changed); once
+    its client is closed, whatever would reach a database raises
+    :class:`~faulttol_redis.ClientClosedError` (buffering a command is not checked).
     """
 
     def __init__(self, client: FailoverRedis, transaction: bool, shard_hint: Any) -> None:
@@ -93,24 +89,16 @@ class FailoverPipeline(PipelineMixin, Pipeline):
             if client._closed:
                 raise client._closed_error()
             client._watching.add(self)
-        try:
-            result = real.execute_command(*args, **kwargs)
-        except BaseException as exc:
-            client._watching.discard(self)
-            real.reset()
-            if client._is_closed():
-                raise client._after_close(exc)  # noqa: B904 - the cause is set
-            raise
+        with client._closing_errors():
+            try:
+                result = real.execute_command(*args, **kwargs)
+            except BaseException:
+                client._watching.discard(self)
+                real.reset()
+                raise
         self._bound, self._real = db, real
         self.watching = True
         return result
-
-    def multi(self) -> None:
-        if self._real is not None:
-            self._real.multi()
-            self.explicit_transaction = True
-            return
-        super().multi()
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands to the active database (see the class docstring)."""

@@ -24,8 +24,8 @@ from faulttol import CircuitBreakerRegistry, Clock, OrderedProvider
 from faulttol.health import run_probes
 
 from ._clients import command_runner, create_client
-from ._connection import release_hung
-from ._hang import in_use_connections, scan_interval, waiting_since
+from ._connection import release_waiting
+from ._hang import due_databases, record_hung, scan_interval
 from ._provider_base import (
     TIMEOUT_PROBE_TIMEOUT,
     _DatabaseBase,
@@ -160,33 +160,15 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
         over, reason ``HEALTH_CHECK``) and the commands waiting on it are released. Returns
         how many databases were found hung."""
         found = 0
-        ordered = self._ordered
-        for index in range(1, len(ordered) + 1):
-            try:
-                slot = ordered.slot(index)
-            except (IndexError, ValueError):  # removed meanwhile
-                break
+        for index, slot in due_databases(self._ordered, self._watchdog_stop.is_set):
             db = slot.target
-            watch = db.hang_watch
-            if watch is None or self._watchdog_stop.is_set():
-                continue
-            if not watch.due(_monotonic(), waiting_since(in_use_connections(db.client))):
-                continue
             if db.hang_probe():
-                watch.alive(_monotonic())
+                db.hang_watch.alive(_monotonic())
                 continue
-            watch.hung()
-            db.count_hang_detection()
+            name = record_hung(index, db)
             found += 1
-            name = db.config.display_name
-            _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
-                         index, name, db.hang_probe_timeout)
-            ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
-            now = _monotonic()
-            for conn in in_use_connections(db.client):
-                since = conn._ft_since
-                if since and since <= now and not conn._ft_unwatched:
-                    release_hung(conn, name)
+            self._ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
+            release_waiting(db.client, name)
         return found
 
     def _discard_databases(self, databases: list[Database]) -> None:

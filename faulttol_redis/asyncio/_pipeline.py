@@ -49,16 +49,8 @@ async def _run_pipeline(db: AsyncDatabase, stack: list[Any], scripts: set[Any],
 
 class FailoverPipeline(PipelineMixin, Pipeline):  # type: ignore[misc]
     """A ``redis.asyncio`` Pipeline whose buffered commands run on the database active at
-    ``execute()``.
-
-    After ``watch()`` the pipeline is bound to the database the WATCH ran on (immediate
-    commands, MULTI, EXEC all go there); if the active database changes before ``execute()``,
-    ``execute()`` raises ``WatchError`` instead of committing elsewhere.
-
-    Once its client is closed, what would reach a database (``execute()``, ``watch()``, an
-    immediate command while WATCHing) raises :class:`~faulttol_redis.ClientClosedError`;
-    buffering a command does no I/O and is not checked. Closing the client releases the
-    connection of a WATCHing pipeline.
+    ``execute()``, bound by ``watch()`` and refused by a closed client as the sync
+    :class:`faulttol_redis.FailoverPipeline` is.
     """
 
     def __init__(self, client: FailoverRedis, transaction: bool, shard_hint: Any) -> None:
@@ -110,28 +102,20 @@ class FailoverPipeline(PipelineMixin, Pipeline):  # type: ignore[misc]
         await client.initialize()
         db = client._ordered.active
         real = db.client.pipeline(self.is_transaction, self.shard_hint)
-        try:
-            if _is_cluster(db):
-                await real.initialize()  # on this loop (see _run_pipeline)
-            result = await real.execute_command(*args, **kwargs)
-        except BaseException as exc:
-            await real.reset()
-            if client._is_closed():
-                raise client._after_close(exc)  # noqa: B904 - the cause is set
-            raise
+        with client._closing_errors():
+            try:
+                if _is_cluster(db):
+                    await real.initialize()  # on this loop (see _run_pipeline)
+                result = await real.execute_command(*args, **kwargs)
+            except BaseException:
+                await real.reset()
+                raise
         self._bound, self._real = db, real
         self.watching = True
         client._watching.add(self)
         if client._is_closed():  # closed while the WATCH ran
             await self._check_open()
         return result
-
-    def multi(self) -> None:
-        if self._real is not None:
-            self._real.multi()
-            self.explicit_transaction = True
-            return
-        super().multi()  # type: ignore[no-untyped-call]
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the buffered commands to the active database (see the class docstring)."""

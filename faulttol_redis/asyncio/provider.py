@@ -53,8 +53,8 @@ from faulttol import AsyncOrderedProvider, CircuitBreakerRegistry, Clock
 from faulttol.health import run_probes_async
 
 from .._clients import create_async_client
-from .._connection import release_hung
-from .._hang import in_use_connections, scan_interval, waiting_since
+from .._connection import release_waiting
+from .._hang import due_databases, record_hung, scan_interval
 from .._provider_base import _DatabaseBase, _deprecated, _RedisProviderBase
 from .._sealing import owned_pools, seal_async_pool
 from ..config import DatabaseConfig, MultiDbConfig
@@ -185,33 +185,15 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         """One scan of the watchdog (see :meth:`faulttol_redis.FailoverProvider.scan_hangs`):
         the same decisions, for asyncio. Returns how many databases were found hung."""
         found = 0
-        ordered = self._ordered
-        for index in range(1, len(ordered) + 1):
-            try:
-                slot = ordered.slot(index)
-            except (IndexError, ValueError):  # removed meanwhile
-                break
+        for index, slot in due_databases(self._ordered, lambda: self._aclosed):
             db = slot.target
-            watch = db.hang_watch
-            if watch is None or self._aclosed:
-                continue
-            if not watch.due(_monotonic(), waiting_since(in_use_connections(db.client))):
-                continue
             if await db.hang_probe():
-                watch.alive(_monotonic())
+                db.hang_watch.alive(_monotonic())
                 continue
-            watch.hung()
-            db.count_hang_detection()
+            name = record_hung(index, db)
+            await self._ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
             found += 1
-            name = db.config.display_name
-            _log.warning("database %d (%s) is hung: no answer to a PING within %.3gs",
-                         index, name, db.hang_probe_timeout)
-            await ordered.mark_unhealthy(slot, OutcomeUnknownError(name))
-            now = _monotonic()
-            for conn in in_use_connections(db.client):
-                since = conn._ft_since
-                if since and since <= now and not conn._ft_unwatched:
-                    release_hung(conn, name)
+            release_waiting(db.client, name)
         return found
 
     # ------------------------------------------------------------------------------ startup
