@@ -104,6 +104,8 @@ default 60 s would leave no eligible database after two faults in a row on a 3-s
 WARMUP_FRACTION = 0.2
 """Share of the run (at least WARMUP_MIN s) before the RSS baseline is taken."""
 WARMUP_MIN = 5.0
+STALL_GRACE = 120.0
+"""Seconds past the end of an asyncio run after which its event loop is deemed stalled."""
 THREAD_GRACE = 5.0
 """Seconds allowed after close() for the client's threads to end."""
 PUBLISH_INTERVAL = 0.002
@@ -646,6 +648,7 @@ class Run:
         self.publisher_non_redis: list[str] = []
         self.switches: collections.Counter[str] = collections.Counter()
         self.metrics: dict[str, float] = {}
+        self.stalled = False
 
     def on_switch(self, event: SwitchEvent) -> None:
         self.switches[event.reason.name] += 1
@@ -769,6 +772,11 @@ async def async_subscriber(run: Run, pubsub: Any, done: asyncio.Event) -> None:
 # ------------------------------------------------------------------------------ phases
 
 
+def _stalled(run: Run) -> None:
+    run.stalled = True
+    run.stop.set()
+
+
 def _settle_threads(baseline: int) -> int:
     deadline = time.monotonic() + THREAD_GRACE
     while threading.active_count() > baseline and time.monotonic() < deadline:
@@ -828,6 +836,11 @@ def run_sync(options: SoakOptions, servers: list[RedisServer]) -> Run:
 def run_asyncio(options: SoakOptions, servers: list[RedisServer]) -> Run:
     run = Run(options, "asyncio")
     fds0, threads0 = fd_count(), threading.active_count()
+    # A starved event loop (a task that never yields) would never reach the deadline:
+    # past it, a thread stops the workers, and the run fails.
+    watchdog = threading.Timer(options.minutes * 60 + STALL_GRACE, _stalled, (run,))
+    watchdog.daemon = True
+    watchdog.start()
 
     async def main() -> FaultLoop:
         tasks0 = len(asyncio.all_tasks())
@@ -869,6 +882,8 @@ def run_asyncio(options: SoakOptions, servers: list[RedisServer]) -> Run:
         return loop
 
     run.faults = asyncio.run(main())  # type: ignore[attr-defined]
+    watchdog.cancel()
+    watchdog.join()
     run.metrics.update(thread_growth=_settle_threads(threads0), fd_growth=fd_count() - fds0)
     return run
 
@@ -1046,6 +1061,7 @@ def summarize(run: Run, audit_result: dict[str, Any], logs: LogTally) -> dict[st
         "torn": audit_result.get("torn", 0),
         "non_redis_exceptions": non_redis_count,
         "leak": int(leaked),
+        "event_loop_stalled": int(run.stalled),
     }
     return {
         "mode": run.mode,
@@ -1097,6 +1113,8 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['failures']['wrong_replies']} / {a.get('wrong_values', 0)}")
     row("**torn transactions or scripts**", a.get("torn", 0))
     row("**exceptions that are not RedisError**", summary["failures"]["non_redis_exceptions"])
+    if summary["failures"]["event_loop_stalled"]:
+        row("**event loop stalled (workers stopped by the watchdog)**", "yes")
     row("SET acknowledged, checked", a.get("set_acked", 0))
     row("SET ambiguous: applied / not applied",
         f"{a.get('set_ambiguous_applied', 0)} / {a.get('set_ambiguous_not_applied', 0)}")

@@ -138,9 +138,17 @@ class AsyncOrderedProvider(ProviderBase[T]):
 
     async def _call(self, op: Op[R]) -> R:
         """Drive a call's operation; switch listeners (also of another task's switches
-        being delivered) are awaited before it returns, whatever its outcome."""
+        being delivered) are awaited before it returns, whatever its outcome.
+
+        A call that fails gives the event loop one turn before raising: with no eligible
+        target it fails without any I/O, and a caller retrying in a loop would otherwise
+        never yield, starving every other task, the health monitor that would find a
+        target again included (a livelock)."""
         try:
             return await self._drive(op)
+        except Exception:
+            await asyncio.sleep(0)
+            raise
         finally:
             if self._core.events or self._delivery is not None:
                 await self._deliver()

@@ -30,7 +30,12 @@ import pytest
 import redis
 
 import faulttol_redis.asyncio as ftr_asyncio
-from faulttol_redis import DatabaseConfig, FailoverRedis, MultiDbConfig
+from faulttol_redis import (
+    DatabaseConfig,
+    FailoverRedis,
+    MultiDbConfig,
+    TemporaryUnavailableError,
+)
 from faulttol_redis.testing import RedisServer
 
 Servers = Callable[[int], list[RedisServer]]
@@ -65,7 +70,7 @@ def _assert_clean(summary: dict[str, Any]) -> None:
     table = soak.render(summary)
     assert summary["failures"] == {
         "lost_acked": 0, "double_applied": 0, "wrong_replies": 0, "wrong_values": 0,
-        "torn": 0, "non_redis_exceptions": 0, "leak": 0,
+        "torn": 0, "non_redis_exceptions": 0, "leak": 0, "event_loop_stalled": 0,
     }, table
     assert summary["ok"], table
     # the run did what it claims: every kind of operation acknowledged and audited ...
@@ -277,3 +282,37 @@ def test_sync_pubsub_read_survives_its_connection_closed_by_another_thread(
         assert message is not None and message["data"] == b"after"
     finally:
         client.close()
+
+
+async def test_asyncio_client_failing_fast_still_lets_other_tasks_run(
+        redis_servers: Servers) -> None:
+    """Found by the asyncio soak: with no eligible database, a command fails with
+    TemporaryUnavailableError without any I/O. A task retrying in a loop then never gave the
+    event loop a turn: every other task starved, the client's own health monitor included,
+    so the client could never see a database come back (the soak's event loop stalled for
+    good). A failing call now yields once before raising."""
+    a, b = redis_servers(2)
+    client = ftr_asyncio.FailoverRedis.from_config(_config([a, b]))
+    try:
+        await client.set("k", 1)
+        a.kill()
+        b.kill()
+        other_ran = asyncio.Event()
+
+        async def other() -> None:
+            await asyncio.sleep(0.05)
+            other_ran.set()
+
+        task = asyncio.create_task(other())
+        errors: set[type[BaseException]] = set()
+        deadline = time.monotonic() + 3
+        while not other_ran.is_set() and time.monotonic() < deadline:
+            try:
+                await client.set("k", 1)
+            except redis.exceptions.ConnectionError as exc:
+                errors.add(type(exc))
+        assert other_ran.is_set()
+        assert TemporaryUnavailableError in errors
+        await task
+    finally:
+        await client.aclose()
