@@ -341,6 +341,8 @@ class PipelineMixin:
     _real: Any
     command_stack: list[Any]
     explicit_transaction: bool
+    scripts: set[Any]
+    shard_hint: Any
 
     def multi(self) -> None:
         """Start a MULTI block (on the bound database's pipeline while WATCHing)."""
@@ -355,6 +357,20 @@ class PipelineMixin:
         """A WATCHed transaction never commits on a database other than its WATCH's."""
         if self._client._ordered.active_state.slot.target is not self._bound:
             raise WatchError("the active database changed after WATCH")
+
+    def _bound_pipeline(self) -> Any:
+        """At ``execute()``: the real pipeline of the database WATCH bound this one to (still
+        the active one, else ``WatchError``), carrying this pipeline's scripts; None when
+        not WATCHing (the buffered commands then run through the provider)."""
+        real = self._real
+        if real is not None:
+            self._check_still_bound()
+            real.scripts |= self.scripts
+        return real
+
+    def _attempt_args(self, transaction: bool, raise_on_error: bool) -> tuple[Any, ...]:
+        """The arguments of one attempt of the buffered commands (after the database)."""
+        return (self.command_stack, self.scripts, transaction, self.shard_hint, raise_on_error)
 
     def _may_replay(self, exc: BaseException, call: tuple[Any, ...]) -> bool:
         return pipeline_may_replay(exc, call, replay_ambiguous=self._client._replay_ambiguous)

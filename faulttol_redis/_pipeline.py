@@ -104,23 +104,19 @@ class FailoverPipeline(PipelineMixin, Pipeline):
         """Send the buffered commands to the active database (see the class docstring)."""
         self._check_open()
         client = self._client
-        real = self._real
         try:
             with client._closing_errors():
+                real = self._bound_pipeline()
                 if real is not None:
-                    self._check_still_bound()
-                    real.scripts |= self.scripts
                     results: list[Any] = real.execute(raise_on_error)
                     return results
-                stack = self.command_stack
-                if not stack:
+                if not self.command_stack:
                     return []
+                # self.transaction: the flag redis-py's Pipeline sets over Redis.transaction()
+                transaction: Any = self.transaction
+                call = self._attempt_args(transaction, raise_on_error)
                 return client._ordered.execute_with(  # type: ignore[no-any-return]
-                    self._attempt,
-                    (stack, self.scripts, self.transaction, self.shard_hint, raise_on_error),
-                    None,
-                    self._may_replay,
-                )
+                    self._attempt, call, None, self._may_replay)
         finally:
             self.reset()
 

@@ -121,24 +121,18 @@ class FailoverPipeline(PipelineMixin, Pipeline):  # type: ignore[misc]
         """Send the buffered commands to the active database (see the class docstring)."""
         await self._check_open()
         client = self._client
-        real = self._real
         try:
             with client._closing_errors():
-                if real is not None:
-                    self._check_still_bound()
-                    real.scripts |= self.scripts
-                    return await real.execute(raise_on_error)  # type: ignore[no-any-return]
-                stack = self.command_stack
-                if not stack:
+                bound = self._bound_pipeline()
+                if bound is not None:
+                    return await bound.execute(raise_on_error)  # type: ignore[no-any-return]
+                if not self.command_stack:
                     return []
                 if not client.provider.initialized:
                     await client.initialize()
                 return await client._ordered.execute_with(  # type: ignore[no-any-return]
-                    self._attempt,
-                    (stack, self.scripts, self.is_transaction, self.shard_hint, raise_on_error),
-                    None,
-                    self._may_replay,
-                )
+                    self._attempt, self._attempt_args(self.is_transaction, raise_on_error),
+                    None, self._may_replay)
         finally:
             await self.reset()
 
