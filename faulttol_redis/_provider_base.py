@@ -184,6 +184,18 @@ def _deprecated(old: str, new: str) -> None:
                   stacklevel=3)
 
 
+MayReplayOrNone = Callable[[BaseException, tuple[Any, ...]], bool] | None
+"""The ``may_replay`` argument of the deprecated ``execute_with`` methods (None: the
+generic provider's default)."""
+
+
+def _call_args(args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+               may_replay: MayReplayOrNone) -> tuple[Any, ...]:
+    """What a deprecated ``execute_with`` passes on to the generic provider's after ``fn``
+    (``may_replay`` only when given, so that the generic default applies)."""
+    return (args, kwargs) if may_replay is None else (args, kwargs, may_replay)
+
+
 class _RedisProviderBase(Generic[D, P]):
     """The databases of a :class:`MultiDbConfig` over a generic provider (``P``) that holds
     their records as targets; the queries both Redis providers answer alike.

@@ -28,6 +28,8 @@ from ._connection import release_waiting
 from ._hang import due_databases, record_hung, scan_interval
 from ._provider_base import (
     TIMEOUT_PROBE_TIMEOUT,
+    MayReplayOrNone,
+    _call_args,
     _DatabaseBase,
     _deprecated,
     _RedisProviderBase,
@@ -280,13 +282,11 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
 
     def execute_with(self, fn: Callable[..., R], args: tuple[Any, ...] = (),
                      kwargs: dict[str, Any] | None = None,
-                     may_replay: Callable[[BaseException, tuple[Any, ...]], bool] | None = None,
+                     may_replay: MayReplayOrNone = None,
                      ) -> R:
         """Deprecated: use ``provider.ordered_provider.execute_with``."""
         _deprecated("execute_with()", "use provider.ordered_provider.execute_with()")
-        if may_replay is None:
-            return self._ordered.execute_with(fn, args, kwargs)
-        return self._ordered.execute_with(fn, args, kwargs, may_replay)
+        return self._ordered.execute_with(fn, *_call_args(args, kwargs, may_replay))
 
     async def execute_async(self, fn: Callable[..., Awaitable[R]], *args: Any,
                             **kwargs: Any) -> R:
@@ -295,18 +295,14 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
         _deprecated("execute_async()", "use faulttol_redis.asyncio")
         return await self._ordered.execute_async(fn, *args, **kwargs)
 
-    async def execute_with_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] | None = None,
-    ) -> R:
+    async def execute_with_async(self, fn: Callable[..., Awaitable[R]],
+                                 args: tuple[Any, ...] = (),
+                                 kwargs: dict[str, Any] | None = None,
+                                 may_replay: MayReplayOrNone = None) -> R:
         """Deprecated: use the asyncio client (``faulttol_redis.asyncio``)."""
         _deprecated("execute_with_async()", "use faulttol_redis.asyncio")
-        if may_replay is None:
-            return await self._ordered.execute_with_async(fn, args, kwargs)
-        return await self._ordered.execute_with_async(fn, args, kwargs, may_replay)
+        call = _call_args(args, kwargs, may_replay)
+        return await self._ordered.execute_with_async(fn, *call)
 
     def start_on_first_healthy(self) -> int:
         """Deprecated: startup does it; ``provider.ordered_provider.start_on_first_healthy()``

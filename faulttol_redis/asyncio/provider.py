@@ -55,7 +55,13 @@ from faulttol.health import run_probes_async
 from .._clients import create_async_client
 from .._connection import release_waiting
 from .._hang import due_databases, record_hung, scan_interval
-from .._provider_base import _DatabaseBase, _deprecated, _RedisProviderBase
+from .._provider_base import (
+    MayReplayOrNone,
+    _call_args,
+    _DatabaseBase,
+    _deprecated,
+    _RedisProviderBase,
+)
 from .._sealing import owned_pools, seal_async_pool
 from ..config import DatabaseConfig, MultiDbConfig
 from ..errors import OutcomeUnknownError
@@ -361,14 +367,12 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        may_replay: Callable[[BaseException, tuple[Any, ...]], bool] | None = None,
+        may_replay: MayReplayOrNone = None,
     ) -> R:
         """Deprecated: use ``await provider.ordered_provider.execute_with(...)``."""
         _deprecated("execute_with_async()", "use provider.ordered_provider.execute_with()")
         await self.initialize()
-        if may_replay is None:
-            return await self._ordered.execute_with(fn, args, kwargs)
-        return await self._ordered.execute_with(fn, args, kwargs, may_replay)
+        return await self._ordered.execute_with(fn, *_call_args(args, kwargs, may_replay))
 
     async def start_on_first_healthy(self) -> int:
         """Deprecated: startup does it (``await provider.initialize()``); re-run it with
