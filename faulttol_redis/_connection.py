@@ -21,9 +21,10 @@ redis-py's stock TCP, TLS or Unix socket connection, and leaves any other class 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis.asyncio.connection as async_connection
@@ -76,6 +77,46 @@ class _HangStamps:
         error.__cause__ = exc
         return error
 
+    _ft_reconnect_after_use = False
+    """Set when redis-py asks for a reconnect after the current command (see the module)."""
+
+    def mark_for_reconnect(self) -> None:  # redis-py >= 7: maintenance notifications
+        self._ft_reconnect_after_use = True
+        parent: Any = super()
+        parent.mark_for_reconnect()
+
+    def _ft_start_connecting(self) -> None:
+        """A new connection: its TCP connect and handshake are watched from now."""
+        self._ft_unwatched = False
+        self._ft_hung = None
+        self._ft_since = _monotonic()
+
+    @contextlib.contextmanager
+    def _ft_connecting(self) -> Iterator[None]:
+        """Around a connect (sync or awaited): its failure is marked never sent (ambiguous
+        when it is the reconnect redis-py asked for after a command); the stamp is cleared
+        either way."""
+        try:
+            yield
+        except BaseException as exc:
+            ambiguous = self._ft_reconnect_after_use
+            self._ft_reconnect_after_use = False
+            _mark(exc, not ambiguous)
+            raise
+        finally:
+            self._ft_since = 0.0
+        self._ft_reconnect_after_use = False
+
+    @contextlib.contextmanager
+    def _ft_checking_health(self) -> Iterator[None]:
+        """Around redis-py's pre-write health check (a PING): its failure is marked never
+        sent (the command was not written yet)."""
+        try:
+            yield
+        except BaseException as exc:
+            _mark(exc, True)
+            raise
+
     def _ft_stamp_blocking(self, args: tuple[Any, ...]) -> None:
         """A blocking command is watched once its own timeout has passed (never for 0)."""
         if args and args[0] in BLOCKING_NAMES:
@@ -127,9 +168,6 @@ class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
     """Marks failures of ``connect`` and of the pre-write health check as never sent, and
     keeps the hang-detection stamp."""
 
-    _ft_reconnect_after_use = False
-    """Set when redis-py asks for a reconnect after the current command (see the module)."""
-
     _ft_pack_then_send = False
     """Whether :meth:`send_command` packs and sends itself (see ``__init_subclass__``)."""
 
@@ -166,16 +204,9 @@ class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
         try:
             return super().read_response(*args, **kwargs)
         except BaseException as exc:
-            if self._ft_hung is None:
-                raise
-            raise self._ft_released(exc) from exc
+            raise self._ft_released(exc)  # noqa: B904 - exc itself, or with exc as cause
         finally:
             self._ft_since = 0.0
-
-    def _ft_connect_failed(self, exc: BaseException) -> None:
-        ambiguous = self._ft_reconnect_after_use
-        self._ft_reconnect_after_use = False
-        _mark(exc, not ambiguous)
 
     def connect(self) -> None:
         sock: Any = self._sock  # None until connected (redis-py types it as a socket)
@@ -183,43 +214,21 @@ class _SyncMarking(_HangStamps, sync_connection.AbstractConnection):
             # Connected: redis-py's connect() would do nothing, through its retry wrapper
             # (the pool calls it before every command: this saves that call its cost).
             return
-        # Connecting: the TCP connect and the handshake are watched.
-        self._ft_unwatched = False
-        self._ft_hung = None
-        self._ft_since = _monotonic()
-        try:
+        self._ft_start_connecting()
+        with self._ft_connecting():
             super().connect()  # type: ignore[no-untyped-call]
-        except BaseException as exc:
-            self._ft_connect_failed(exc)
-            raise
-        finally:
-            self._ft_since = 0.0
-        self._ft_reconnect_after_use = False
 
     def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
         if self._sock is None:
             self._ft_since = self._ft_since or _monotonic()
-        try:
+        with self._ft_connecting():
             super().connect_check_health(*args, **kwargs)
-        except BaseException as exc:
-            self._ft_connect_failed(exc)
-            raise
-        finally:
-            self._ft_since = 0.0
-        self._ft_reconnect_after_use = False
 
     def check_health(self) -> None:
         if not self.health_check_interval:
             return  # redis-py's check would do nothing: spare every command the wrapper
-        try:
+        with self._ft_checking_health():
             super().check_health()  # type: ignore[no-untyped-call]
-        except BaseException as exc:
-            _mark(exc, True)
-            raise
-
-    def mark_for_reconnect(self) -> None:  # redis-py >= 7: maintenance notifications
-        self._ft_reconnect_after_use = True
-        super().mark_for_reconnect()  # type: ignore[no-untyped-call]
 
 
 class FailoverConnection(_SyncMarking, sync_connection.Connection):
@@ -240,13 +249,6 @@ class FailoverUnixDomainSocketConnection(
 class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
     """The asyncio twin of :class:`_SyncMarking`."""
 
-    _ft_reconnect_after_use = False
-
-    def _ft_connect_failed(self, exc: BaseException) -> None:
-        ambiguous = self._ft_reconnect_after_use
-        self._ft_reconnect_after_use = False
-        _mark(exc, not ambiguous)
-
     def pack_command(self, *args: Any) -> Any:
         # redis.asyncio packs every command it sends here, right before sending it (a
         # pipeline's too, through pack_commands): the stamp is set here, which spares each
@@ -263,52 +265,28 @@ class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
         try:
             return await super().read_response(*args, **kwargs)
         except BaseException as exc:
-            if self._ft_hung is None:
-                raise
-            raise self._ft_released(exc) from exc
+            raise self._ft_released(exc)  # noqa: B904 - exc itself, or with exc as cause
         finally:
             self._ft_since = 0.0
 
     async def connect(self) -> None:
         if self._reader is not None and self._writer is not None:
             return  # connected: redis-py's connect() would do nothing (see the sync twin)
-        # Connecting: the TCP connect and the handshake are watched.
-        self._ft_unwatched = False
-        self._ft_hung = None
-        self._ft_since = _monotonic()
-        try:
+        self._ft_start_connecting()
+        with self._ft_connecting():
             await super().connect()  # type: ignore[no-untyped-call]
-        except BaseException as exc:
-            self._ft_connect_failed(exc)
-            raise
-        finally:
-            self._ft_since = 0.0
-        self._ft_reconnect_after_use = False
 
     async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:  # redis-py >= 6
         if not self.is_connected:
             self._ft_since = self._ft_since or _monotonic()
-        try:
+        with self._ft_connecting():
             await super().connect_check_health(*args, **kwargs)
-        except BaseException as exc:
-            self._ft_connect_failed(exc)
-            raise
-        finally:
-            self._ft_since = 0.0
-        self._ft_reconnect_after_use = False
 
     async def check_health(self) -> None:
         if not self.health_check_interval:
-            return
-        try:
+            return  # as for the sync connection
+        with self._ft_checking_health():
             await super().check_health()  # type: ignore[no-untyped-call]
-        except BaseException as exc:
-            _mark(exc, True)
-            raise
-
-    def mark_for_reconnect(self) -> None:  # redis-py >= 7: maintenance notifications
-        self._ft_reconnect_after_use = True
-        super().mark_for_reconnect()  # type: ignore[no-untyped-call]
 
 
 class AsyncFailoverConnection(_AsyncMarking, async_connection.Connection):
