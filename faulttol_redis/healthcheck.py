@@ -5,13 +5,16 @@ A health check answers one *probe*: is this database healthy right now? The prov
 :class:`~faulttol.health.HealthCheckPolicy`; a probe that raises counts as failed, so checks
 may simply let connection errors propagate. The probe's time limit comes from the client the
 provider hands in (built with ``socket_timeout=health_check_timeout``).
+
+The pieces behind the checks live in their own modules: the REST API plumbing of the
+lag-aware check in :mod:`faulttol_redis._rest_api`, the probing of a cluster's primaries in
+:mod:`faulttol_redis._cluster_health`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import http.client
 import json
 import logging
 import os
@@ -20,28 +23,32 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
-from typing import IO, Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, Union, runtime_checkable
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from faulttol.health import HealthCheckPolicy, ProbeTally
+from faulttol.health import HealthCheckPolicy
 from faulttol.validation import (
     check_bool,
-    check_host,
     check_instance,
     check_int,
-    check_path,
     check_port,
     check_positive,
     check_str,
 )
 
+from ._cluster_health import check_cluster, check_cluster_async
 from ._database import DatabaseConfig
+from ._rest_api import (
+    SameOriginRedirects,
+    check_rest_api_host,
+    existing_file,
+    find_bdb_uid,
+    tls_context,
+)
 
 __all__ = [
     "DEFAULT_CLUSTER_POLICY",
@@ -133,13 +140,13 @@ class PingHealthCheck:
 
     def check(self, client: SyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.cluster.RedisCluster):
-            return _check_cluster(client, self._cluster_policy)
+            return check_cluster(client, self._cluster_policy)
         return client.ping() is True
 
     async def check_async(self, client: AsyncClient, database: DatabaseConfig) -> bool:
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             await client.initialize()  # a no-op once initialized; raises if no node answers
-            return await _check_cluster_async(client, self._cluster_policy)
+            return await check_cluster_async(client, self._cluster_policy)
         return await client.ping() is True
 
     def __repr__(self) -> str:
@@ -210,12 +217,12 @@ class LagAwareHealthCheck:
         check_bool("allow_insecure_http", allow_insecure_http)
         timeout = check_positive("timeout", timeout)
         if rest_api_host is not None:
-            rest_api_host = _check_rest_api_host(rest_api_host)
+            rest_api_host = check_rest_api_host(rest_api_host)
         if client_key_file is not None and client_cert_file is None:
             raise ValueError("client_cert_file must be given with client_key_file")
-        ca = _existing_file("ca_file", ca_file)
-        cert = _existing_file("client_cert_file", client_cert_file)
-        key = _existing_file("client_key_file", client_key_file)
+        ca = existing_file("ca_file", ca_file)
+        cert = existing_file("client_cert_file", client_cert_file)
+        key = existing_file("client_key_file", client_key_file)
         self.rest_api_port = rest_api_port
         self.username = username
         self._password = password
@@ -230,10 +237,10 @@ class LagAwareHealthCheck:
         self._lock = threading.Lock()
         self._uids: dict[tuple[str, str], Any] = {}
         self._warned: set[str] = set()
-        self._ssl_context = _tls_context(ca, cert, key, verify_tls)
+        self._ssl_context = tls_context(ca, cert, key, verify_tls)
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=self._ssl_context),
-            _SameOriginRedirects(self._warn_once),
+            SameOriginRedirects(self._warn_once),
         )
 
     # --- the protocol --------------------------------------------------------------------
@@ -319,7 +326,7 @@ class LagAwareHealthCheck:
         status, body = self._get(f"{base}/v1/bdbs?fields=uid,endpoints")
         if status != 200:
             raise ValueError(f"GET /v1/bdbs answered HTTP {status}")
-        uid = _find_bdb_uid(json.loads(body), host)
+        uid = find_bdb_uid(json.loads(body), host)
         if uid is not None:
             with self._lock:
                 self._uids[key] = uid
@@ -346,244 +353,3 @@ class LagAwareHealthCheck:
             f"lag_tolerance_ms={self.lag_tolerance_ms!r}, verify_tls={self.verify_tls!r}, "
             f"timeout={self.timeout!r}, rest_api_host={self.rest_api_host!r}{insecure})"
         )
-
-
-# --- lag-aware helpers ------------------------------------------------------------------------
-
-
-def _check_rest_api_host(value: object) -> str:
-    """A host name or address (``[::1]`` is taken as ``::1``), never a URL."""
-    host = value
-    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
-        host = value[1:-1]
-    return check_host(
-        "rest_api_host",
-        host,
-        hint="give a REST API URL as DatabaseConfig(health_check_url='https://...')",
-    )
-
-
-def _existing_file(name: str, value: object) -> str | None:
-    """``value`` as a path to an existing file, or None."""
-    path = check_path(name, value)
-    if path is not None and not os.path.isfile(path):
-        raise ValueError(f"{name} {path!r} does not exist or is not a file")
-    return path
-
-
-def _tls_context(
-    ca_file: str | None, cert_file: str | None, key_file: str | None, verify: bool
-) -> ssl.SSLContext:
-    """The TLS context of every request, built once: file problems surface at construction."""
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(
-            f"ca_file {ca_file!r} holds no usable CA certificate (PEM expected): {exc}"
-        ) from None
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if cert_file is not None:
-        try:
-            context.load_cert_chain(cert_file, key_file)
-        except (OSError, ssl.SSLError) as exc:
-            fields = "client_cert_file / client_key_file" if key_file else "client_cert_file"
-            raise ValueError(
-                f"{fields} ({cert_file!r}, {key_file!r}): no usable certificate and private "
-                f"key (PEM, unencrypted key expected): {exc}"
-            ) from None
-    return context
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of ``url``, the default port filled in; raises ValueError."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _shown_origin(url: str) -> str:
-    """``scheme://host:port`` of ``url`` for a log line (no user info, path or query)."""
-    try:
-        scheme, host, port = _origin(url)
-    except ValueError:
-        return "<invalid url>"
-    return f"{scheme}://{host}:{port}"
-
-
-class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only to the same origin over https; refuse any other.
-
-    urllib's own handler follows any redirect and copies every header, the Authorization
-    header included, so credentials would reach another host or travel over plain http.
-    A refused redirect ends the request with its 3xx status (an unhealthy probe).
-    """
-
-    def __init__(self, warn: Callable[..., None]) -> None:
-        super().__init__()
-        self._warn = warn
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        try:
-            same = _origin(newurl) == _origin(req.full_url) and _origin(newurl)[0] == "https"
-        except ValueError:
-            same = False
-        if same:
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-        source, target = _shown_origin(req.full_url), _shown_origin(newurl)
-        self._warn(
-            f"redirect:{source}->{target}",
-            "lag-aware check: not following the HTTP %d redirect from %s to %s: redirects "
-            "are followed only to the same origin over https (the credentials go nowhere "
-            "else)",
-            code,
-            source,
-            target,
-        )
-        return None
-
-
-def _find_bdb_uid(bdbs: Any, host: str) -> Any:
-    """The uid of the bdb with an endpoint whose dns_name or one of whose addrs is ``host``."""
-    if not isinstance(bdbs, list):
-        raise ValueError("GET /v1/bdbs did not answer a JSON list")
-    wanted = host.lower()
-    for bdb in bdbs:
-        if not isinstance(bdb, dict):
-            continue
-        for endpoint in bdb.get("endpoints") or ():
-            if not isinstance(endpoint, dict):
-                continue
-            dns_name = endpoint.get("dns_name")
-            addrs = endpoint.get("addr") or ()
-            if isinstance(addrs, str):
-                addrs = (addrs,)
-            if (isinstance(dns_name, str) and dns_name.lower() == wanted) or host in addrs:
-                return bdb.get("uid")
-    return None
-
-
-# --- cluster probes --------------------------------------------------------------------------
-
-
-def _covers_every_slot(nodes_manager: Any) -> bool:
-    slots = getattr(nodes_manager, "slots_cache", None)
-    if slots is None:  # a redis-py without a slot map we can read: rely on the primaries
-        return True
-    return len(slots) == REDIS_CLUSTER_HASH_SLOTS and all(slots.values())
-
-
-def _is_pong(answer: Any) -> bool:
-    return answer is True or answer in (b"PONG", "PONG")
-
-
-class _PrimaryRound:
-    """One asking of a cluster's primaries: the decision logic shared by the sync and
-    asyncio checks (the policy's arithmetic is :class:`faulttol.health.ProbeTally`'s, with one
-    primary for one probe)."""
-
-    __slots__ = ("_tally", "error", "verdict")
-
-    def __init__(self, policy: HealthCheckPolicy, primaries: int, covered: bool) -> None:
-        self.error: BaseException | None = None
-        self.verdict: bool | None = None
-        self._tally: ProbeTally | None = None
-        if primaries == 0 or (policy is HealthCheckPolicy.HEALTHY_ALL and not covered):
-            self.verdict = False  # never vacuously healthy; ALL needs every slot served
-        else:
-            self._tally = ProbeTally(policy, primaries)
-
-    def record(self, answered: bool, error: BaseException | None = None) -> bool:
-        """Count one primary's answer; True once the outcome is decided."""
-        if error is not None:
-            self.error = error
-        assert self._tally is not None
-        self.verdict = self._tally.record(answered)
-        return self.verdict is not None
-
-    @property
-    def worth_reloading(self) -> bool:
-        """Unhealthy because a primary did not answer: the topology may have changed."""
-        return self.verdict is not True and self.error is not None
-
-    def reload_failed(self) -> BaseException:
-        """What to raise when the topology could not be loaded again: the primary's error."""
-        assert self.error is not None
-        return self.error
-
-    def outcome(self) -> bool:
-        """The verdict; a primary's error propagates when the cluster is unhealthy."""
-        if self.verdict is True:
-            return True
-        if self.error is not None:
-            raise self.error
-        return False
-
-
-_PING_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-def _ask_primaries(client: redis.cluster.RedisCluster, policy: HealthCheckPolicy) -> _PrimaryRound:
-    primaries = client.get_primaries()  # type: ignore[no-untyped-call]
-    asking = _PrimaryRound(policy, len(primaries), _covers_every_slot(client.nodes_manager))
-    for node in primaries:
-        if asking.verdict is not None:
-            break
-        try:
-            answered, error = client.get_redis_connection(node).ping() is True, None
-        except _PING_ERRORS as exc:
-            answered, error = False, exc
-        asking.record(answered, error)
-    return asking
-
-
-def _check_cluster(client: redis.cluster.RedisCluster, policy: HealthCheckPolicy) -> bool:
-    asking = _ask_primaries(client, policy)
-    if asking.worth_reloading:
-        try:  # load the slot map again, through any node that answers
-            client.nodes_manager.initialize()
-        except Exception as exc:
-            _log.debug("reloading the cluster topology failed", exc_info=True)
-            raise asking.reload_failed() from exc
-        asking = _ask_primaries(client, policy)
-    return asking.outcome()
-
-
-async def _ask_primaries_async(
-    client: redis.asyncio.cluster.RedisCluster, policy: HealthCheckPolicy
-) -> _PrimaryRound:
-    primaries = client.get_primaries()
-    asking = _PrimaryRound(policy, len(primaries), _covers_every_slot(client.nodes_manager))
-    for node in primaries:
-        if asking.verdict is not None:
-            break
-        try:
-            answered, error = _is_pong(await node.execute_command("PING")), None
-        except _PING_ERRORS as exc:
-            answered, error = False, exc
-        asking.record(answered, error)
-    return asking
-
-
-async def _check_cluster_async(
-    client: redis.asyncio.cluster.RedisCluster, policy: HealthCheckPolicy
-) -> bool:
-    asking = await _ask_primaries_async(client, policy)
-    if asking.worth_reloading:
-        try:  # load the slot map again, through any node that answers
-            await client.nodes_manager.initialize()
-        except Exception as exc:
-            _log.debug("reloading the cluster topology failed", exc_info=True)
-            raise asking.reload_failed() from exc
-        asking = await _ask_primaries_async(client, policy)
-    return asking.outcome()

@@ -663,7 +663,7 @@ def test_primary_answers_decide_by_policy(
 ) -> None:
     """The decision logic the sync and asyncio checks share, without a cluster."""
     from faulttol_redis import HealthCheckPolicy
-    from faulttol_redis.healthcheck import _PrimaryRound
+    from faulttol_redis._cluster_health import _PrimaryRound
 
     asking = _PrimaryRound(HealthCheckPolicy[policy], len(answers), covered=True)
     count = 0
@@ -677,7 +677,7 @@ def test_primary_answers_decide_by_policy(
 
 def test_primary_answers_are_never_vacuously_healthy() -> None:
     from faulttol_redis import HealthCheckPolicy
-    from faulttol_redis.healthcheck import _PrimaryRound
+    from faulttol_redis._cluster_health import _PrimaryRound
 
     for policy in HealthCheckPolicy:
         assert _PrimaryRound(policy, 0, covered=True).outcome() is False
