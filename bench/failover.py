@@ -63,6 +63,12 @@ stall that long is reported as "no recovery".
 
 Run: ``python bench/failover.py`` (``--runs N``, ``--only kill stop async-kill async-stop
 cluster-kill``, ``--clients ...``, ``--json`` for machine-readable output).
+
+The other hung-database benchmarks measure something other than a stall, so they have files
+of their own: ``bench/hedged_reads.py`` (GET latency with ``hedge_reads_after`` while the
+primary is frozen by ``CLIENT PAUSE``), ``bench/incr_accounting.py`` (every INCR's reply
+against what the servers applied, through a SIGSTOP) and ``bench/no_false_failover.py``
+(minutes of mixed traffic on healthy servers: no switch).
 """
 
 from __future__ import annotations
