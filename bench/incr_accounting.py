@@ -275,7 +275,9 @@ def account(rec: _Recorder, dbs: Sequence[RedisServer], flavour: str,
             r.bad_reply += int(op.reply != 1)
             r.lost += int(not (on1 or on2))
             r.doubled += int(on1 and on2) + int(db1.get(op.key, 0) > 1 or db2.get(op.key, 0) > 1)
-            if op.start >= fault_at and (first_ack_after is None or op.end < first_ack_after):
+            # stall: to the first acknowledged INCR sent after the SIGSTOP call returned
+            if (op.start >= fault_at + rec.fault_sent
+                    and (first_ack_after is None or op.end < first_ack_after)):
                 first_ack_after = op.end
         elif op.outcome == "unknown":
             r.ambiguous += 1

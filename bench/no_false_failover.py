@@ -208,6 +208,7 @@ def run_sync(ports: Sequence[int], args: argparse.Namespace, stop: threading.Eve
                 client.blpop(["nff:sync:empty"], timeout=2)
             except Exception as exc:
                 tally.failed("blpop", exc)
+                stop.wait(args.interval)  # no database: do not spin
                 continue
             with tally.lock:
                 tally.blpops += 1
@@ -277,6 +278,7 @@ async def _run_async(ports: Sequence[int], args: argparse.Namespace, stop: threa
                 await client.blpop(["nff:async:empty"], timeout=2)
             except Exception as exc:
                 tally.failed("blpop", exc)
+                await asyncio.sleep(args.interval)  # no database: do not spin
                 continue
             tally.blpops += 1
             tally.blpop_max = max(tally.blpop_max, time.perf_counter() - t0)
