@@ -18,7 +18,6 @@ import logging
 import os
 import tempfile
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +31,7 @@ from faulttol import (
     TargetStatus,
 )
 
+from ._deprecation import deprecated
 from ._hang import HangWatch
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import NoValidDatabaseError, TemporaryUnavailableError
@@ -177,23 +177,6 @@ def _unavailable(permanent: bool, message: str) -> BaseException:
     if permanent:
         return NoValidDatabaseError(message)
     return TemporaryUnavailableError(message)
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"FailoverProvider.{old} is deprecated: {new}", DeprecationWarning,
-                  stacklevel=3)
-
-
-MayReplayOrNone = Callable[[BaseException, tuple[Any, ...]], bool] | None
-"""The ``may_replay`` argument of the deprecated ``execute_with`` methods (None: the
-generic provider's default)."""
-
-
-def _call_args(args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-               may_replay: MayReplayOrNone) -> tuple[Any, ...]:
-    """What a deprecated ``execute_with`` passes on to the generic provider's after ``fn``
-    (``may_replay`` only when given, so that the generic default applies)."""
-    return (args, kwargs) if may_replay is None else (args, kwargs, may_replay)
 
 
 class _RedisProviderBase(Generic[D, P]):
@@ -415,20 +398,20 @@ class _RedisProviderBase(Generic[D, P]):
     def active(self) -> D:
         """Deprecated: the active database record (use :attr:`active_index`, or
         :meth:`client` for its client)."""
-        _deprecated("active", "use FailoverProvider.active_index or FailoverProvider.client()")
+        deprecated("active", "use FailoverProvider.active_index or FailoverProvider.client()")
         record: D = self._ordered.active
         return record
 
     @property
     def targets(self) -> tuple[D, ...]:
         """Deprecated: the database records (use :attr:`databases` for their configs)."""
-        _deprecated("targets", "use FailoverProvider.databases (the configs)")
+        deprecated("targets", "use FailoverProvider.databases (the configs)")
         return self._ordered.targets
 
     def add_target(self, target: D, *, name: str | None = None, weight: float = 1.0,
                    breaker: Any = None) -> int:
         """Deprecated: use :meth:`add_database`."""
-        _deprecated("add_target()", "use FailoverProvider.add_database(DatabaseConfig(...))")
+        deprecated("add_target()", "use FailoverProvider.add_database(DatabaseConfig(...))")
         return self._ordered.add_target(target, name=name, weight=weight, breaker=breaker)
 
     def __repr__(self) -> str:

@@ -25,15 +25,9 @@ from faulttol.health import run_probes
 
 from ._clients import command_runner, create_client
 from ._connection import release_waiting
+from ._deprecation import MayReplayOrNone, call_args, deprecated
 from ._hang import due_databases, record_hung, scan_interval
-from ._provider_base import (
-    TIMEOUT_PROBE_TIMEOUT,
-    MayReplayOrNone,
-    _call_args,
-    _DatabaseBase,
-    _deprecated,
-    _RedisProviderBase,
-)
+from ._provider_base import TIMEOUT_PROBE_TIMEOUT, _DatabaseBase, _RedisProviderBase
 from ._sealing import seal_pools
 from .config import DatabaseConfig, MultiDbConfig
 from .errors import OutcomeUnknownError
@@ -269,7 +263,7 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
 
     def remove_target(self, index: int) -> Database:
         """Deprecated: use :meth:`remove_database`."""
-        _deprecated("remove_target()", "use FailoverProvider.remove_database()")
+        deprecated("remove_target()", "use FailoverProvider.remove_database()")
         db = self._ordered.slot(index).target
         self.remove_database(index)
         return db
@@ -277,7 +271,7 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
     def execute(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Deprecated: run ``fn(database_record, ...)`` through failover; use
         ``provider.ordered_provider.execute`` (or a :class:`FailoverRedis`)."""
-        _deprecated("execute()", "use FailoverRedis, or provider.ordered_provider.execute()")
+        deprecated("execute()", "use FailoverRedis, or provider.ordered_provider.execute()")
         return self._ordered.execute(fn, *args, **kwargs)
 
     def execute_with(self, fn: Callable[..., R], args: tuple[Any, ...] = (),
@@ -285,14 +279,14 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
                      may_replay: MayReplayOrNone = None,
                      ) -> R:
         """Deprecated: use ``provider.ordered_provider.execute_with``."""
-        _deprecated("execute_with()", "use provider.ordered_provider.execute_with()")
-        return self._ordered.execute_with(fn, *_call_args(args, kwargs, may_replay))
+        deprecated("execute_with()", "use provider.ordered_provider.execute_with()")
+        return self._ordered.execute_with(fn, *call_args(args, kwargs, may_replay))
 
     async def execute_async(self, fn: Callable[..., Awaitable[R]], *args: Any,
                             **kwargs: Any) -> R:
         """Deprecated: the sync provider awaiting a coroutine function (its probes block the
         event loop); use the asyncio client (``faulttol_redis.asyncio``)."""
-        _deprecated("execute_async()", "use faulttol_redis.asyncio")
+        deprecated("execute_async()", "use faulttol_redis.asyncio")
         return await self._ordered.execute_async(fn, *args, **kwargs)
 
     async def execute_with_async(self, fn: Callable[..., Awaitable[R]],
@@ -300,13 +294,13 @@ class FailoverProvider(_RedisProviderBase[Database, OrderedProvider[Database]]):
                                  kwargs: dict[str, Any] | None = None,
                                  may_replay: MayReplayOrNone = None) -> R:
         """Deprecated: use the asyncio client (``faulttol_redis.asyncio``)."""
-        _deprecated("execute_with_async()", "use faulttol_redis.asyncio")
-        call = _call_args(args, kwargs, may_replay)
+        deprecated("execute_with_async()", "use faulttol_redis.asyncio")
+        call = call_args(args, kwargs, may_replay)
         return await self._ordered.execute_with_async(fn, *call)
 
     def start_on_first_healthy(self) -> int:
         """Deprecated: startup does it; ``provider.ordered_provider.start_on_first_healthy()``
         re-runs it."""
-        _deprecated("start_on_first_healthy()",
+        deprecated("start_on_first_healthy()",
                     "use provider.ordered_provider.start_on_first_healthy()")
         return self._ordered.start_on_first_healthy()

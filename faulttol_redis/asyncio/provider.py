@@ -54,14 +54,9 @@ from faulttol.health import run_probes_async
 
 from .._clients import create_async_client
 from .._connection import release_waiting
+from .._deprecation import MayReplayOrNone, call_args, deprecated
 from .._hang import due_databases, record_hung, scan_interval
-from .._provider_base import (
-    MayReplayOrNone,
-    _call_args,
-    _DatabaseBase,
-    _deprecated,
-    _RedisProviderBase,
-)
+from .._provider_base import _DatabaseBase, _RedisProviderBase
 from .._sealing import owned_pools, seal_async_pool
 from ..config import DatabaseConfig, MultiDbConfig
 from ..errors import OutcomeUnknownError
@@ -363,7 +358,7 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
     async def execute_async(self, fn: Callable[..., Awaitable[R]], *args: Any,
                             **kwargs: Any) -> R:
         """Deprecated: use ``await provider.ordered_provider.execute(fn, ...)``."""
-        _deprecated("execute_async()", "use provider.ordered_provider.execute()")
+        deprecated("execute_async()", "use provider.ordered_provider.execute()")
         await self.initialize()
         return await self._ordered.execute(fn, *args, **kwargs)
 
@@ -375,21 +370,21 @@ class FailoverProvider(_RedisProviderBase[AsyncDatabase, AsyncOrderedProvider[As
         may_replay: MayReplayOrNone = None,
     ) -> R:
         """Deprecated: use ``await provider.ordered_provider.execute_with(...)``."""
-        _deprecated("execute_with_async()", "use provider.ordered_provider.execute_with()")
+        deprecated("execute_with_async()", "use provider.ordered_provider.execute_with()")
         await self.initialize()
-        return await self._ordered.execute_with(fn, *_call_args(args, kwargs, may_replay))
+        return await self._ordered.execute_with(fn, *call_args(args, kwargs, may_replay))
 
     async def start_on_first_healthy(self) -> int:
         """Deprecated: startup does it (``await provider.initialize()``); re-run it with
         ``await provider.ordered_provider.start_on_first_healthy()``."""
-        _deprecated("start_on_first_healthy()",
+        deprecated("start_on_first_healthy()",
                     "use await provider.ordered_provider.start_on_first_healthy()")
         await self.initialize()
         return await self._ordered.start_on_first_healthy()
 
     async def remove_target(self, index: int) -> AsyncDatabase:
         """Deprecated: use :meth:`remove_database`."""
-        _deprecated("remove_target()", "use await FailoverProvider.remove_database()")
+        deprecated("remove_target()", "use await FailoverProvider.remove_database()")
         db = self._ordered.slot(index).target
         await self.remove_database(index)
         return db
