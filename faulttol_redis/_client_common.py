@@ -395,6 +395,18 @@ class ReadError(enum.Enum):
     """A connection failure: probe the active database, then :meth:`_after_probe`."""
 
 
+def closed_under_us(exc: Exception, conn: Any) -> Exception:
+    """A pubsub connection closed under a read or a send by a switch listener (which closes
+    the old connection to wake the reader, from another thread or task) can make redis-py fail
+    with ``ValueError`` (closed buffer) or ``AttributeError`` (no buffer, no writer), the
+    close being half done: that is a closed connection, and is handled as one."""
+    if conn is not None and isinstance(exc, (ValueError, AttributeError)):
+        error = RedisConnectionError("pubsub connection closed under a read or send")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 class PubSubMixin:
     """The parts of both ``FailoverPubSub`` classes that do no I/O: following the active
     database and deciding what a read error means."""
@@ -427,6 +439,9 @@ class PubSubMixin:
         except Exception as exc:
             if self._is_closed():
                 raise self._closed_error_after(exc)  # noqa: B904 - the cause is set
+            error = closed_under_us(exc, getattr(self, "connection", None))
+            if error is not exc:
+                raise error from exc
             raise
         finally:
             conn: Any = getattr(self, "connection", None)

@@ -12,13 +12,12 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-import redis.exceptions
 from redis.client import PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
 
 from faulttol import SwitchEvent
 
-from ._client_common import PubSubMixin, ReadError
+from ._client_common import PubSubMixin, ReadError, closed_under_us
 from ._cluster import pubsub_node_pool
 from .errors import ClientClosedError
 from .provider import Database, FailoverProvider
@@ -39,19 +38,6 @@ def _pubsub_pool(db: Database) -> Any:
     if isinstance(client, RedisCluster):
         return pubsub_node_pool(client)  # the first live node
     return client.connection_pool
-
-
-def _closed_under_reader(exc: Exception, conn: Any) -> Exception:
-    """A read whose connection was closed under it by another thread (a switch listener
-    closes the old connection to wake the reader) can fail inside redis-py's parser with
-    ``ValueError`` (closed buffer) or ``AttributeError`` (no buffer): that is a closed
-    connection, and is handled as one."""
-    if isinstance(exc, (ValueError, AttributeError)) and conn is not None \
-            and not conn.is_connected:
-        error = redis.exceptions.ConnectionError("pubsub connection closed while reading")
-        error.__cause__ = exc
-        return error
-    return exc
 
 
 class FailoverPubSub(PubSubMixin, PubSub):
@@ -180,7 +166,7 @@ class FailoverPubSub(PubSubMixin, PubSub):
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
-            return self._on_read_error(_closed_under_reader(exc, conn))
+            return self._on_read_error(closed_under_us(exc, conn))
 
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float | None = 0.0) -> Any:

@@ -13,7 +13,7 @@ from redis.asyncio.client import PubSub
 
 from faulttol import SwitchEvent
 
-from .._client_common import PubSubMixin, ReadError
+from .._client_common import PubSubMixin, ReadError, closed_under_us
 from .._cluster import AsyncClusterPubSubPool
 from ..errors import ClientClosedError
 from ._pipeline import _is_cluster
@@ -148,7 +148,7 @@ class FailoverPubSub(PubSubMixin, PubSub):
         try:
             return await super().parse_response(block, timeout)
         except Exception as exc:
-            return await self._on_read_error(exc, conn)
+            return await self._on_read_error(closed_under_us(exc, conn), conn)
 
     async def listen(self) -> AsyncIterator[Any]:
         await self._check_open()

@@ -316,3 +316,21 @@ async def test_asyncio_client_failing_fast_still_lets_other_tasks_run(
         await task
     finally:
         await client.aclose()
+
+
+def test_a_pubsub_connection_closed_under_a_read_or_send_is_a_connection_error() -> None:
+    """Found by the soak (both clients): a switch listener's close, half done when the
+    reader or a re-subscription used the connection, surfaced as redis-py's ``ValueError``
+    (closed buffer) or ``AttributeError`` (``'NoneType' object has no attribute
+    'writelines'``). Both are the closed connection they come from."""
+    from faulttol_redis._client_common import closed_under_us
+
+    conn = object()
+    for raw in (ValueError("I/O operation on closed file."),
+                AttributeError("'NoneType' object has no attribute 'writelines'")):
+        error = closed_under_us(raw, conn)
+        assert isinstance(error, redis.exceptions.ConnectionError)
+        assert error.__cause__ is raw
+        assert closed_under_us(raw, None) is raw  # no connection: not ours to explain
+    other = redis.exceptions.ResponseError("WRONGTYPE")
+    assert closed_under_us(other, conn) is other
