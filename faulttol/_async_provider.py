@@ -112,7 +112,8 @@ class AsyncOrderedProvider(ProviderBase[T]):
             self._ensure_monitor()
         # The success path, written out (as OrderedProvider.execute_with's): no operation to
         # drive unless the call fails.
-        slot = self._core.state.slot
+        core = self._core
+        slot = core.state.slot
         if slot.healthy is not False and slot.breaker.try_acquire_permission():
             start = self._clock.monotonic()
             try:
@@ -121,6 +122,8 @@ class AsyncOrderedProvider(ProviderBase[T]):
                 slot.breaker.on_error(self._clock.monotonic() - start, exc)
                 return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
             slot.breaker.on_result(self._clock.monotonic() - start, result)
+            if core.unavailable_since is not None:
+                core.unavailable_since = None  # a target answered: the "none" spell is over
             return result
         return await self.recover(fn, args, kwargs, may_replay, slot=slot, exc=None)
 

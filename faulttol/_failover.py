@@ -305,10 +305,14 @@ class FailoverCore(Generic[T]):
             slot.breaker.transition_to_open_state()
 
     def unavailable_locked(self, *, for_call: bool = True) -> BaseException:
-        """The "no target is eligible" error for now. The failover window starts at the first
-        *call* that finds none (the contract): a health check or a probe finding none first
-        (``for_call=False``) does not start it, else a caller's first error after a quiet
-        spell could already be the permanent one."""
+        """The "no target is eligible" error for now.
+
+        The failover window starts at the first *call* that finds none (the contract) and
+        lasts until a target is eligible again: a switch, a target turning healthy, or a
+        call that succeeds (the providers clear ``unavailable_since``). A health check or a
+        probe that finds none outside any call (``for_call=False``) does not start it: else
+        a caller's first error after a quiet spell could already be the permanent one.
+        """
         now = self.monotonic()
         since = self.unavailable_since
         if since is None:

@@ -150,6 +150,7 @@ def recover(core: FailoverCore[T], fn: Callable[..., Any], args: tuple[Any, ...]
         if not ok:
             st.failed(value)
             continue
+        core.unavailable_since = None  # a target answered: a "none eligible" spell is over
         on_recovered(core, st)
         return value
 

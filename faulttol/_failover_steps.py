@@ -50,6 +50,7 @@ def next_step(
     retryable = retry.is_retryable(exc)
     fallback = isinstance(exc, core.fallback_exceptions)
     if not (retryable or fallback):
+        core.unavailable_since = None  # the target answered (the caller's own error)
         return _raise(exc)
     replay = may_replay(exc, args)
     if not st.probed and core.probe_enabled:

@@ -170,7 +170,8 @@ class OrderedProvider(ProviderBase[T]):
     ) -> R:
         """Like :meth:`execute`; ``may_replay(exc, args)`` says whether a failed call may run
         again (on the same target or another); an ambiguous failure should answer False."""
-        slot = self._core.state.slot
+        core = self._core
+        slot = core.state.slot
         if slot.healthy is not False and slot.breaker.try_acquire_permission():
             start = self._clock.monotonic()
             try:
@@ -179,6 +180,8 @@ class OrderedProvider(ProviderBase[T]):
                 slot.breaker.on_error(self._clock.monotonic() - start, exc)
                 return self.recover(fn, args, kwargs, may_replay, slot=slot, exc=exc)
             slot.breaker.on_result(self._clock.monotonic() - start, result)
+            if core.unavailable_since is not None:
+                core.unavailable_since = None  # a target answered: the "none" spell is over
             return result
         return self.recover(fn, args, kwargs, may_replay, slot=slot, exc=None)
 
