@@ -32,7 +32,7 @@ import inspect
 import random as _random_module
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeAlias, TypeVar, cast
 
 from ._clock import Clock
 from ._component import Named, checked_name_and_clock
@@ -60,6 +60,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 C = TypeVar("C", bound=Callable[..., Any])
+
+_Enabled: TypeAlias = "bool | Callable[[], object]"
+"""A switch: a bool, or a zero-argument callable asked on every call."""
+_Random: TypeAlias = _random_module.Random
+_Fault: TypeAlias = "BaseException | Callable[[], BaseException]"
+"""An exception, or a zero-argument factory of one."""
 
 
 class _Proceed:
@@ -142,6 +148,10 @@ class ChaosStrategy(Named):
     """What every chaos strategy shares: when to inject (``injection_rate``, ``enabled``,
     ``random``), its name, clock and events, and the ways to apply it to calls.
 
+    Every strategy takes ``injection_rate``, then its own argument (``fault``, ``latency``,
+    ``outcome``, ``behavior``), then the keyword options ``enabled``, ``random``, ``name``
+    and ``clock``.
+
     Subclasses say what an injection does (:meth:`inject`, :meth:`inject_async`).
     """
 
@@ -153,8 +163,8 @@ class ChaosStrategy(Named):
         self,
         injection_rate: float,
         *,
-        enabled: bool | Callable[[], object] = True,
-        random: _random_module.Random | None = None,
+        enabled: _Enabled = True,
+        random: _Random | None = None,
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -215,8 +225,10 @@ class ChaosStrategy(Named):
         an awaitable behavior)."""
         return self.inject()
 
-    def _wants(self, kind: type[ChaosEvent]) -> bool:
-        return self._events.wants(kind)
+    def _emit(self, kind: type[ChaosEvent], **fields: Any) -> None:
+        """Publish a ``kind`` event with ``fields`` when somebody listens for it."""
+        if self._events.wants(kind):
+            self._events.publish(kind(self._name, created_at=self._clock.monotonic(), **fields))
 
     # --- applying it to calls --------------------------------------------------------------
 
@@ -293,14 +305,8 @@ class ChaosFault(ChaosStrategy):
     _default_name = "Chaos.Fault"
 
     def __init__(
-        self,
-        injection_rate: float,
-        fault: BaseException | Callable[[], BaseException],
-        *,
-        enabled: bool | Callable[[], object] = True,
-        random: _random_module.Random | None = None,
-        name: str | None = None,
-        clock: Clock | None = None,
+        self, injection_rate: float, fault: _Fault, *, enabled: _Enabled = True,
+        random: _Random | None = None, name: str | None = None, clock: Clock | None = None,
     ) -> None:
         super().__init__(injection_rate, enabled=enabled, random=random, name=name, clock=clock)
         if not (isinstance(fault, BaseException) or callable(fault)):
@@ -329,10 +335,7 @@ class ChaosFault(ChaosStrategy):
 
     def inject(self) -> Any:
         fault = self.make_fault()
-        if self._wants(ChaosOnFaultEvent):
-            self._events.publish(
-                ChaosOnFaultEvent(self._name, created_at=self._clock.monotonic(), fault=fault)
-            )
+        self._emit(ChaosOnFaultEvent, fault=fault)
         raise fault.with_traceback(None)
 
 
@@ -344,14 +347,8 @@ class ChaosLatency(ChaosStrategy):
     _default_name = "Chaos.Latency"
 
     def __init__(
-        self,
-        injection_rate: float,
-        latency: float,
-        *,
-        enabled: bool | Callable[[], object] = True,
-        random: _random_module.Random | None = None,
-        name: str | None = None,
-        clock: Clock | None = None,
+        self, injection_rate: float, latency: float, *, enabled: _Enabled = True,
+        random: _Random | None = None, name: str | None = None, clock: Clock | None = None,
     ) -> None:
         super().__init__(injection_rate, enabled=enabled, random=random, name=name, clock=clock)
         self._latency = check_non_negative("latency", latency, allowed="finite seconds >= 0")
@@ -361,21 +358,13 @@ class ChaosLatency(ChaosStrategy):
         """Seconds each injection waits."""
         return self._latency
 
-    def _publish(self) -> None:
-        if self._wants(ChaosOnLatencyEvent):
-            self._events.publish(
-                ChaosOnLatencyEvent(
-                    self._name, created_at=self._clock.monotonic(), latency=self._latency
-                )
-            )
-
     def inject(self) -> Any:
-        self._publish()
+        self._emit(ChaosOnLatencyEvent, latency=self._latency)
         self._clock.sleep(self._latency)
         return PROCEED
 
     async def inject_async(self) -> Any:
-        self._publish()
+        self._emit(ChaosOnLatencyEvent, latency=self._latency)
         await self._clock.sleep_async(self._latency)
         return PROCEED
 
@@ -391,14 +380,8 @@ class ChaosOutcome(ChaosStrategy):
     _default_name = "Chaos.Outcome"
 
     def __init__(
-        self,
-        injection_rate: float,
-        outcome: Any,
-        *,
-        enabled: bool | Callable[[], object] = True,
-        random: _random_module.Random | None = None,
-        name: str | None = None,
-        clock: Clock | None = None,
+        self, injection_rate: float, outcome: Any, *, enabled: _Enabled = True,
+        random: _Random | None = None, name: str | None = None, clock: Clock | None = None,
     ) -> None:
         super().__init__(injection_rate, enabled=enabled, random=random, name=name, clock=clock)
         self._outcome = outcome
@@ -415,10 +398,7 @@ class ChaosOutcome(ChaosStrategy):
 
     def inject(self) -> Any:
         outcome = self.make_outcome()
-        if self._wants(ChaosOnOutcomeEvent):
-            self._events.publish(
-                ChaosOnOutcomeEvent(self._name, created_at=self._clock.monotonic(), outcome=outcome)
-            )
+        self._emit(ChaosOnOutcomeEvent, outcome=outcome)
         return outcome
 
 
@@ -431,14 +411,8 @@ class ChaosBehavior(ChaosStrategy):
     _default_name = "Chaos.Behavior"
 
     def __init__(
-        self,
-        injection_rate: float,
-        behavior: Callable[[], object],
-        *,
-        enabled: bool | Callable[[], object] = True,
-        random: _random_module.Random | None = None,
-        name: str | None = None,
-        clock: Clock | None = None,
+        self, injection_rate: float, behavior: Callable[[], object], *, enabled: _Enabled = True,
+        random: _Random | None = None, name: str | None = None, clock: Clock | None = None,
     ) -> None:
         super().__init__(injection_rate, enabled=enabled, random=random, name=name, clock=clock)
         if not callable(behavior):
@@ -452,19 +426,13 @@ class ChaosBehavior(ChaosStrategy):
         """The callable run before the call."""
         return self._behavior
 
-    def _publish(self) -> None:
-        if self._wants(ChaosOnBehaviorEvent):
-            self._events.publish(
-                ChaosOnBehaviorEvent(self._name, created_at=self._clock.monotonic())
-            )
-
     def inject(self) -> Any:
-        self._publish()
+        self._emit(ChaosOnBehaviorEvent)
         self._behavior()
         return PROCEED
 
     async def inject_async(self) -> Any:
-        self._publish()
+        self._emit(ChaosOnBehaviorEvent)
         result = self._behavior()
         if inspect.isawaitable(result):
             await result

@@ -20,8 +20,10 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ._clock import Clock, resolve_clock
+from ._drive import Op, drive, drive_async
 from ._health_monitor import DEFAULT_HEALTH_CHECK_INTERVAL, AsyncHealthMonitor, HealthMonitor
 
 __all__ = [
@@ -133,19 +135,11 @@ def run_probes(
     """
     _validate(probes, delay)
     waits_on = resolve_clock(clock)
-    tally = ProbeTally(policy, probes)
-    for attempt in range(probes):
-        if attempt and delay:
-            waits_on.sleep(delay)
-        try:
-            passed = bool(probe())
-        except Exception as exc:
-            _log.debug("health probe raised %r", exc)
-            passed = False
-        outcome = tally.record(passed)
-        if outcome is not None:
-            return outcome
-    raise AssertionError("unreachable: a round is always decided after its last probe")
+
+    def perform(wait: float | None) -> Any:
+        return probe() if wait is None else waits_on.sleep(wait)
+
+    return drive(_round(probes, policy, delay), perform)
 
 
 async def run_probes_async(
@@ -162,12 +156,24 @@ async def run_probes_async(
     """
     _validate(probes, delay)
     waits_on = resolve_clock(clock)
+
+    async def perform(wait: float | None) -> Any:
+        return await (probe() if wait is None else waits_on.sleep_async(wait))
+
+    return await drive_async(_round(probes, policy, delay), perform)
+
+
+def _round(probes: int, policy: HealthCheckPolicy, delay: float) -> Op[float | None, bool]:
+    """One check round, written once for :func:`run_probes` and :func:`run_probes_async`
+    (see ``faulttol._drive``): yields ``None`` to have the probe run (and receives its
+    result, or has its exception thrown in: a failed probe, logged), or the seconds to wait
+    before the next probe; returns the round's verdict."""
     tally = ProbeTally(policy, probes)
     for attempt in range(probes):
         if attempt and delay:
-            await waits_on.sleep_async(delay)
+            yield delay
         try:
-            passed = bool(await probe())
+            passed = bool((yield None))
         except Exception as exc:
             _log.debug("health probe raised %r", exc)
             passed = False

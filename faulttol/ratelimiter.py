@@ -32,43 +32,32 @@ import functools
 import itertools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
+from . import _ratelimiter_config, _ratelimiter_events
 from ._clock import Clock
 from ._component import Component, Decorating, LiveView, checked_setup
-from .events import Event, EventPublisher
+from ._ratelimiter_config import *  # noqa: F403 - the configuration's public names, re-exported
+from ._ratelimiter_config import RateLimiterConfig
+from ._ratelimiter_events import *  # noqa: F403 - the error and the events, re-exported
+from ._ratelimiter_events import (
+    RateLimiterEvents,
+    RateLimiterOnFailureEvent,
+    RateLimiterOnSuccessEvent,
+    RequestNotPermittedError,
+)
 from .validation import (
     check_int,
     check_non_negative,
-    check_positive,
 )
 
-__all__ = [
-    "DEFAULT_LIMIT_FOR_PERIOD",
-    "DEFAULT_LIMIT_REFRESH_PERIOD",
-    "DEFAULT_TIMEOUT_DURATION",
-    "RateLimiter",
-    "RateLimiterConfig",
-    "RateLimiterEvent",
-    "RateLimiterEvents",
-    "RateLimiterMetrics",
-    "RateLimiterOnFailureEvent",
-    "RateLimiterOnSuccessEvent",
-    "RequestNotPermittedError",
-]
+__all__ = ["RateLimiter", "RateLimiterMetrics"]
+__all__ += _ratelimiter_config.__all__  # the configuration, the error and the events,
+__all__ += _ratelimiter_events.__all__  # re-exported from here
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-C = TypeVar("C", bound=Callable[..., Any])
-
-DEFAULT_LIMIT_FOR_PERIOD: Final = 50
-"""Permissions granted per cycle."""
-DEFAULT_LIMIT_REFRESH_PERIOD: Final = 500e-9
-"""Length of a cycle in seconds (resilience4j's 500 ns)."""
-DEFAULT_TIMEOUT_DURATION: Final = 5.0
-"""Longest wait for a permission, in seconds."""
 
 _NS: Final = 1_000_000_000
 
@@ -76,93 +65,6 @@ _NS: Final = 1_000_000_000
 def _to_ns(seconds: float) -> int:
     """Seconds as whole nanoseconds (rounded; a positive duration is at least 1 ns)."""
     return int(seconds * _NS + 0.5)
-
-
-# --- configuration ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimiterConfig:
-    """How many calls a :class:`RateLimiter` admits per cycle and how long a caller waits.
-
-    Immutable, validated at construction: a value of the wrong kind raises
-    ``ConfigTypeError`` (a ``TypeError`` and a ``ValueError``), a value out of range (NaN,
-    infinite, ``limit_for_period`` below 1, a period that is not positive, a negative timeout)
-    raises ``ValueError``; both name the field and what it allows. Durations are kept to the
-    nanosecond: a period shorter than 1 ns counts as 1 ns.
-    """
-
-    limit_for_period: int = DEFAULT_LIMIT_FOR_PERIOD
-    """Permissions each cycle grants (>= 1)."""
-    limit_refresh_period: float = DEFAULT_LIMIT_REFRESH_PERIOD
-    """Length of a cycle in seconds (> 0)."""
-    timeout_duration: float = DEFAULT_TIMEOUT_DURATION
-    """Longest a caller waits for a permission, in seconds (>= 0; 0 never waits)."""
-
-    def __post_init__(self) -> None:
-        check_int("limit_for_period", self.limit_for_period, minimum=1)
-        object.__setattr__(
-            self,
-            "limit_refresh_period",
-            check_positive(
-                "limit_refresh_period", self.limit_refresh_period, allowed="finite seconds > 0"
-            ),
-        )
-        object.__setattr__(
-            self,
-            "timeout_duration",
-            check_non_negative(
-                "timeout_duration", self.timeout_duration, allowed="finite seconds >= 0"
-            ),
-        )
-
-
-# --- errors and events ----------------------------------------------------------------------
-
-
-class RequestNotPermittedError(Exception):
-    """Raised instead of running a call when no permission could be had in time.
-
-    ``rate_limiter_name`` names the limiter.
-    """
-
-    def __init__(self, rate_limiter_name: str) -> None:
-        self.rate_limiter_name = rate_limiter_name
-        super().__init__(f"RateLimiter {rate_limiter_name!r} does not permit further calls")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.rate_limiter_name,))
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimiterEvent(Event):
-    """Base of rate limiter events; ``name`` is the limiter's name, ``number_of_permits``
-    the permissions asked for."""
-
-    number_of_permits: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimiterOnSuccessEvent(RateLimiterEvent):
-    """Permissions were acquired (at once, or reserved with a wait within the timeout)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimiterOnFailureEvent(RateLimiterEvent):
-    """Permissions were refused: the wait would have exceeded the timeout."""
-
-
-class RateLimiterEvents(EventPublisher[RateLimiterEvent]):
-    """The ``.events`` of a :class:`RateLimiter`: ``on_success``, ``on_failure``,
-    ``on_event`` (all)."""
-
-    __slots__ = ()
-
-    def on_success(self, consumer: C) -> C:
-        return self._on(RateLimiterOnSuccessEvent, consumer)
-
-    def on_failure(self, consumer: C) -> C:
-        return self._on(RateLimiterOnFailureEvent, consumer)
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -234,6 +136,23 @@ class _Cycle:
 
     def left(self) -> int:
         return max(0, self.granted - self.drawn())
+
+
+class _Waiting:
+    """Around a caller's wait for its reservation: tells the limiter when the wait ended,
+    and whether the caller gave up (its thread was interrupted, its task cancelled)."""
+
+    __slots__ = ("key", "limiter")
+
+    def __init__(self, limiter: RateLimiter, key: int) -> None:
+        self.limiter = limiter
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.limiter._end_wait(self.key, gave_up=kind is not None)
 
 
 # --- the limiter -------------------------------------------------------------------------
@@ -445,51 +364,42 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
     def _check_permits(self, permits: object) -> int:
         return check_int("permits", permits, minimum=1)
 
+    def _reserve_for(self, permits: int) -> tuple[int, int]:
+        """A caller of :meth:`acquire_permission` found no permission at once: reserve
+        ``permits`` now (see :meth:`_reserve_waiting`)."""
+        if permits != 1:
+            self._check_permits(permits)
+        return self._reserve_waiting(permits, self._now_ns())
+
+    def _acquired(self, wait: int, permits: int) -> bool:
+        """Whether the permissions were had (``wait`` >= 0), published to any listener."""
+        if self._publish:
+            self._publish_outcome(wait >= 0, permits)
+        return wait >= 0
+
     # --- raw permission operations ---------------------------------------------------------
 
     def acquire_permission(self, permits: int = 1) -> bool:
         """Take ``permits`` permissions, blocking (``clock.sleep``) up to the timeout for
         reserved ones; ``False`` at once, without waiting, when the wait would be longer."""
-        if permits == 1:
-            if self._take_one():
-                if self._publish:
-                    self._publish_outcome(True, 1)
-                return True
-        else:
-            self._check_permits(permits)
-        wait, key = self._reserve_waiting(permits, self._now_ns())
+        if permits == 1 and self._take_one():
+            return self._acquired(0, 1) if self._publish else True
+        wait, key = self._reserve_for(permits)
         if wait > 0:
-            try:
+            with _Waiting(self, key):
                 self._clock.sleep(wait / _NS)
-            except BaseException:
-                self._end_wait(key, gave_up=True)
-                raise
-            self._end_wait(key, gave_up=False)
-        if self._publish:
-            self._publish_outcome(wait >= 0, permits)
-        return wait >= 0
+        return self._acquired(wait, permits)
 
     async def acquire_permission_async(self, permits: int = 1) -> bool:
         """Like :meth:`acquire_permission`, waiting with ``await clock.sleep_async`` (the
         event loop is never blocked). A cancelled waiter gives its reservation back."""
-        if permits == 1:
-            if self._take_one():
-                if self._publish:
-                    self._publish_outcome(True, 1)
-                return True
-        else:
-            self._check_permits(permits)
-        wait, key = self._reserve_waiting(permits, self._now_ns())
+        if permits == 1 and self._take_one():
+            return self._acquired(0, 1) if self._publish else True
+        wait, key = self._reserve_for(permits)
         if wait > 0:
-            try:
+            with _Waiting(self, key):
                 await self._clock.sleep_async(wait / _NS)
-            except BaseException:
-                self._end_wait(key, gave_up=True)
-                raise
-            self._end_wait(key, gave_up=False)
-        if self._publish:
-            self._publish_outcome(wait >= 0, permits)
-        return wait >= 0
+        return self._acquired(wait, permits)
 
     def reserve_permission(self, permits: int = 1) -> float:
         """Take ``permits`` permissions without waiting: the seconds the caller must wait
@@ -571,9 +481,7 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
         # atomic draw, with everything bound to locals.
         limiter = self
         monotonic = self._monotonic
-        acquire_permission = self.acquire_permission
-        take_one = self._take_one
-        name = self._name
+        take_one = self._take_one  # also hot: at the start of each cycle
 
         @functools.wraps(fn)
         def limited(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -581,8 +489,8 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
             if (monotonic() < current.end and next(current.tokens) < current.granted) or take_one():
                 if limiter._publish:
                     limiter._publish_outcome(True, 1)
-            elif not acquire_permission():
-                raise RequestNotPermittedError(name)
+            elif not limiter.acquire_permission():
+                raise RequestNotPermittedError(limiter._name)
             return fn(*args, **kwargs)
 
         return limited
@@ -590,9 +498,7 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
     def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         limiter = self
         monotonic = self._monotonic
-        acquire_permission_async = self.acquire_permission_async
         take_one = self._take_one
-        name = self._name
 
         @functools.wraps(fn)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -600,8 +506,8 @@ class RateLimiter(Component[RateLimiterConfig, RateLimiterEvents], Decorating):
             if (monotonic() < current.end and next(current.tokens) < current.granted) or take_one():
                 if limiter._publish:
                     limiter._publish_outcome(True, 1)
-            elif not await acquire_permission_async():
-                raise RequestNotPermittedError(name)
+            elif not await limiter.acquire_permission_async():
+                raise RequestNotPermittedError(limiter._name)
             return await fn(*args, **kwargs)
 
         return limited

@@ -194,17 +194,13 @@ class PyBreakerAdapter(Named):
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn`` if permitted and record the outcome."""
         self._before_call(fn, args, kwargs)
-        clock = self._clock
-        start = clock.monotonic()
+        start = self._clock.monotonic()
         try:
             result = fn(*args, **kwargs)
-        except Exception as exc:
-            self.on_error(clock.monotonic() - start, exc)
+        except BaseException as exc:
+            self._raised(start, exc)
             raise
-        except BaseException:
-            self.release_permission()
-            raise
-        self.on_success(clock.monotonic() - start)
+        self.on_success(self._clock.monotonic() - start)
         return result
 
     async def call_async(
@@ -212,18 +208,23 @@ class PyBreakerAdapter(Named):
     ) -> T:
         """Await ``fn`` if permitted and record the outcome; the lock is never held across it."""
         self._before_call(fn, args, kwargs)
-        clock = self._clock
-        start = clock.monotonic()
+        start = self._clock.monotonic()
         try:
             result = await fn(*args, **kwargs)
-        except Exception as exc:
-            self.on_error(clock.monotonic() - start, exc)
+        except BaseException as exc:
+            self._raised(start, exc)
             raise
-        except BaseException:
-            self.release_permission()
-            raise
-        self.on_success(clock.monotonic() - start)
+        self.on_success(self._clock.monotonic() - start)
         return result
+
+    def _raised(self, start: float, exc: BaseException) -> None:
+        """A call started at ``start`` raised ``exc``: an ``Exception`` is recorded as an
+        error; anything else (``KeyboardInterrupt``, a cancellation) only gives the
+        permission back."""
+        if isinstance(exc, Exception):
+            self.on_error(self._clock.monotonic() - start, exc)
+        else:
+            self.release_permission()
 
     def decorate(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Wrap ``fn`` (a plain or ``async def`` function) with this breaker."""
