@@ -76,7 +76,9 @@ def config(servers: list[RedisServer]) -> MultiDbConfig:
 class Meter:
     """The run's counters and memory samples."""
 
-    def __init__(self, commands: int, failovers: int, warmup: float) -> None:
+    def __init__(self, commands: int, failovers: int, warmup: float,
+                 trace: bool = True) -> None:
+        self.trace = trace
         self.commands = commands
         self.failovers = failovers
         self.warmup_at = int(commands * warmup)
@@ -103,8 +105,9 @@ class Meter:
         self.types0 = collections.Counter(type(o).__name__ for o in gc.get_objects())
         self.objects0 = sum(self.types0.values())
         self.rss0 = rss_bytes()
-        tracemalloc.start(1)
-        self.snapshot0 = tracemalloc.take_snapshot()
+        if self.trace:
+            tracemalloc.start(1)
+        self.snapshot0 = tracemalloc.take_snapshot() if self.trace else None
         self.warm_started = time.perf_counter()
 
     def sample(self, done: int) -> None:
@@ -119,12 +122,13 @@ class Meter:
         gc.collect()
         types = collections.Counter(type(o).__name__ for o in gc.get_objects())
         objects = sum(types.values())  # counted before the snapshot's own objects exist
-        snapshot = tracemalloc.take_snapshot()
-        tracemalloc.stop()
-        assert self.snapshot0 is not None
-        filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
-        stats = snapshot.filter_traces(filters).compare_to(
-            self.snapshot0.filter_traces(filters), "lineno")
+        stats: list[tracemalloc.StatisticDiff] = []
+        if self.snapshot0 is not None:
+            snapshot = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
+            stats = snapshot.filter_traces(filters).compare_to(
+                self.snapshot0.filter_traces(filters), "lineno")
         top = [{"line": str(s.traceback[0]), "growth_kb": round(s.size_diff / 1024, 1),
                 "count_growth": s.count_diff} for s in stats[:TOP]]
         type_growth = (types - self.types0).most_common(TOP)
@@ -327,6 +331,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-line-growth-kb", type=float, default=DEFAULT_MAX_LINE_GROWTH_KB)
     parser.add_argument("--max-object-growth", type=int, default=DEFAULT_MAX_OBJECT_GROWTH)
     parser.add_argument("--max-rss-mb", type=float, default=DEFAULT_MAX_RSS_MB)
+    parser.add_argument("--no-tracemalloc", action="store_true",
+                        help="no tracing (to tell tracemalloc's own memory from the client's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for name in ("commands", "failovers", "kill_every"):
@@ -340,7 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     servers = [RedisServer(), RedisServer()]
-    meter = Meter(args.commands, args.failovers, args.warmup)
+    meter = Meter(args.commands, args.failovers, args.warmup, not args.no_tracemalloc)
     try:
         if args.mode == "sync":
             run_sync(args, servers, meter)
