@@ -31,47 +31,58 @@ How the breaker behaves in each state is one small class per state (``_Closed``,
 model), entered by ``_enter`` and consulted under the lock when a call needs a permit or an
 outcome is recorded; the lock-free success path does not consult them.
 
-This module holds the breaker and its error; its configuration (``CircuitBreakerConfig``,
-``SlidingWindowType``, the ``DEFAULT_*`` constants), its metrics and counters, and the
-``State`` enum live in modules of their own and are re-exported here, so
-``from faulttol.breaker import CircuitBreakerConfig`` keeps working.
+This module holds the breaker (its state, permissions, transitions and timer) and its error.
+Its guarded calls (``call``, ``call_async`` and the decorator's wrappers: ``_breaker_calls``),
+how it records an outcome (``_breaker_recording``), its states (``_breaker_states``), its
+configuration (``CircuitBreakerConfig``, ``SlidingWindowType``, the ``DEFAULT_*`` constants:
+``_breaker_config``), its metrics and counters, and the ``State`` enum live in modules of their
+own; the public names are re-exported here, so ``from faulttol.breaker import
+CircuitBreakerConfig`` keeps working.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from . import _breaker_config
+from ._breaker_calls import GuardedCalls
 from ._breaker_config import *  # noqa: F403 - the configuration's public names, re-exported
 from ._breaker_config import CircuitBreakerConfig, SlidingWindowType
 from ._breaker_metrics import CircuitBreakerCounters, CircuitBreakerMetrics
+from ._breaker_recording import OutcomeRecording
 from ._breaker_states import STATES as _STATES
 from ._breaker_states import BreakerState as _BreakerState
 from ._breaker_states import Events as _Events
 from ._breaker_states import Window as _Window
 from ._clock import Clock, SystemClock, resolve_clock
-from ._component import Decorating
 from ._errors import ConfigTypeError as ConfigTypeError  # importable from here before the split
 from ._state import State
 from .events import (
     CircuitBreakerEvent,
     CircuitBreakerEvents,
     CircuitBreakerOnCallNotPermittedEvent,
-    CircuitBreakerOnErrorEvent,
-    CircuitBreakerOnFailureRateExceededEvent,
-    CircuitBreakerOnIgnoredErrorEvent,
     CircuitBreakerOnResetEvent,
-    CircuitBreakerOnSlowCallRateExceededEvent,
     CircuitBreakerOnStateTransitionEvent,
     CircuitBreakerOnSuccessEvent,
 )
+from .events import (  # importable from here before the split
+    CircuitBreakerOnErrorEvent as CircuitBreakerOnErrorEvent,
+)
+from .events import (
+    CircuitBreakerOnFailureRateExceededEvent as CircuitBreakerOnFailureRateExceededEvent,
+)
+from .events import (
+    CircuitBreakerOnIgnoredErrorEvent as CircuitBreakerOnIgnoredErrorEvent,
+)
+from .events import (
+    CircuitBreakerOnSlowCallRateExceededEvent as CircuitBreakerOnSlowCallRateExceededEvent,
+)
 from .events import Event as Event  # importable from here before the split
-from .window import CountWindow, Snapshot, TimeWindow, rate
+from .window import CountWindow, Snapshot, TimeWindow
+from .window import rate as rate  # importable from here before the split
 
 __all__ = [
     "CallNotPermittedError",
@@ -113,13 +124,12 @@ class CallNotPermittedError(Exception):
 
 
 # Outcome of classifying an exception.
-_SUCCESS, _FAILURE, _IGNORED, _NOT_COUNTED = range(4)
 
 
 # --- the breaker -----------------------------------------------------------------------
 
 
-class CircuitBreaker(Decorating):
+class CircuitBreaker(GuardedCalls, OutcomeRecording):
     """A resilience4j-style circuit breaker; also a decorator for sync and async functions.
 
     >>> breaker = CircuitBreaker("db", CircuitBreakerConfig(sliding_window_size=10))
@@ -336,224 +346,6 @@ class CircuitBreaker(Decorating):
         now = self._monotonic()
         if not self._queue_success(duration, now):
             self._on_result_at(duration, result, now)
-
-    # --- decorating and calling --------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` through the breaker."""
-        if not self._admits_all:
-            self.acquire_permission()
-        monotonic = self._monotonic
-        start = monotonic()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            end = monotonic()
-            self._on_error_at(end - start, exc, end)
-            raise
-        end = monotonic()
-        if not self._queue_success(end - start, end):
-            self._on_result_at(end - start, result, end)
-        return result
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Await ``fn(*args, **kwargs)`` through the breaker."""
-        if not self._admits_all:
-            self.acquire_permission()
-        monotonic = self._monotonic
-        start = monotonic()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            end = monotonic()
-            self._on_error_at(end - start, exc, end)
-            raise
-        end = monotonic()
-        if not self._queue_success(end - start, end):
-            self._on_result_at(end - start, result, end)
-        return result
-
-    def _decorate_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        # The hot path: everything the CLOSED success path needs is bound to locals, no method
-        # layers. Written out again for asyncio (and in call/call_async): one shared body would
-        # cost a call frame per call.
-        breaker = self
-        monotonic = self._monotonic
-        queue_success = self._queue_success
-        on_result_at = self._on_result_at
-
-        @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not breaker._admits_all:
-                breaker.acquire_permission()
-            start = monotonic()
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                end = monotonic()
-                breaker._on_error_at(end - start, exc, end)
-                raise
-            end = monotonic()
-            if not queue_success(end - start, end):
-                on_result_at(end - start, result, end)
-            return result
-
-        return guarded
-
-    def _decorate_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        breaker = self
-        monotonic = self._monotonic
-        queue_success = self._queue_success
-        on_result_at = self._on_result_at
-
-        @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not breaker._admits_all:
-                breaker.acquire_permission()
-            start = monotonic()
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                end = monotonic()
-                breaker._on_error_at(end - start, exc, end)
-                raise
-            end = monotonic()
-            if not queue_success(end - start, end):
-                on_result_at(end - start, result, end)
-            return result
-
-        return guarded
-
-    # --- recording ---------------------------------------------------------------------
-
-    def _classify(self, exc: BaseException) -> int:
-        if isinstance(exc, self._ignore_types) or (
-            self._ignore_predicate is not None and self._ignore_predicate(exc)
-        ):
-            return _IGNORED
-        if isinstance(exc, self._record_types) or (
-            self._record_predicate is not None and self._record_predicate(exc)
-        ):
-            return _FAILURE
-        return _SUCCESS if isinstance(exc, Exception) else _NOT_COUNTED
-
-    def _on_error_at(self, duration: float, exc: BaseException, now: float) -> None:
-        kind = self._classify(exc)
-        if kind == _FAILURE:
-            self._record(duration, now, True, exc, None)
-        elif kind == _SUCCESS:
-            self._record(duration, now, False, None, None)
-        elif kind == _IGNORED:
-            out: _Events = []
-            with self._lock:
-                self._release()
-                self._count_ignored += 1
-                if self._behavior.records and self.events.wants(CircuitBreakerOnIgnoredErrorEvent):
-                    out.append(
-                        CircuitBreakerOnIgnoredErrorEvent(
-                            self.name, created_at=now, elapsed=duration, exception=exc
-                        )
-                    )
-            self._publish(out)
-        else:
-            self.release_permission()
-
-    def _on_result_at(self, duration: float, result: object, now: float) -> None:
-        if self._record_result is not None and self._record_result(result):
-            self._record(duration, now, True, None, result)
-        else:
-            self._record(duration, now, False, None, None)
-
-    def _record(
-        self,
-        duration: float,
-        now: float,
-        failed: bool,
-        exc: BaseException | None,
-        result: object,
-    ) -> None:
-        """Record one outcome under the lock and act on it; publish afterwards.
-
-        DISABLED and FORCED_OPEN (a call admitted before the breaker was forced open) count
-        the outcome in the cumulative counters only: no window, no success/error event.
-        """
-        out: _Events = []
-        with self._lock:
-            self._apply_time(now, out)
-            behavior = self._behavior
-            publishing = behavior.records
-            slow_call = duration > self._slow_duration
-            if failed:
-                self._count_failed += 1
-                if slow_call:
-                    self._count_slow_failed += 1
-                if publishing and self.events.wants(CircuitBreakerOnErrorEvent):
-                    out.append(
-                        CircuitBreakerOnErrorEvent(
-                            self.name,
-                            created_at=now,
-                            elapsed=duration,
-                            exception=exc,
-                            result=result,
-                        )
-                    )
-            else:
-                self._count_successful += 1
-                if slow_call:
-                    self._count_slow_successful += 1
-                if publishing and self.events.wants(CircuitBreakerOnSuccessEvent):
-                    out.append(
-                        CircuitBreakerOnSuccessEvent(self.name, created_at=now, elapsed=duration)
-                    )
-            if publishing:
-                window = self._window
-                window.record(duration, failed, now)
-                behavior.on_recorded(self, window, now, out)
-        if out:
-            self._publish(out)
-
-    def _exceeded(self, window: _Window, min_failures: int) -> tuple[bool, bool]:
-        """Whether the failure rate and the slow-call rate reach their thresholds."""
-        total = window.total_calls
-        if total < self._minimum_calls or total == 0:
-            return False, False
-        failed = window.failed_calls
-        failure = failed >= min_failures and rate(failed, total) >= self._failure_threshold
-        slow = rate(window.slow_calls, total) >= self._slow_threshold
-        return failure, slow
-
-    def _emit_exceeded(
-        self, out: _Events, window: _Window, failure: bool, slow: bool, now: float
-    ) -> None:
-        """Publish the rates that reached their thresholds (``failure``, ``slow``)."""
-        total = window.total_calls
-        if failure and self.events.wants(CircuitBreakerOnFailureRateExceededEvent):
-            out.append(
-                CircuitBreakerOnFailureRateExceededEvent(
-                    self.name, created_at=now, failure_rate=rate(window.failed_calls, total)
-                )
-            )
-        if slow and self.events.wants(CircuitBreakerOnSlowCallRateExceededEvent):
-            out.append(
-                CircuitBreakerOnSlowCallRateExceededEvent(
-                    self.name, created_at=now, slow_call_rate=rate(window.slow_calls, total)
-                )
-            )
-
-    def _report_once(self, window: _Window, now: float, out: _Events) -> None:
-        """METRICS_ONLY: publish each exceeded rate once, again only after it dropped below."""
-        failure, slow = self._exceeded(window, self.config.minimum_number_of_failures)
-        self._emit_exceeded(
-            out,
-            window,
-            failure and not self._reported_failure_rate,
-            slow and not self._reported_slow_rate,
-            now,
-        )
-        self._reported_failure_rate = failure
-        self._reported_slow_rate = slow
 
     def _refresh_fast_path(self) -> None:
         """Decide whether a fast success may skip the lock (held by the caller).
