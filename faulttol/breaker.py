@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from . import _breaker_config
 from ._breaker_calls import GuardedCalls
@@ -94,10 +94,6 @@ __all__ = [
 __all__ += _breaker_config.__all__  # the configuration's names, re-exported
 
 _log = logging.getLogger("faulttol.breaker")
-
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
 
 
 _CLOSED = State.CLOSED
