@@ -62,13 +62,26 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _make_ca(name: str, cwd: Path) -> None:
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
-             "-subj", f"/CN={name} test CA", cwd=cwd)
+             "-subj", f"/CN={name} test CA",
+             # The extensions Python 3.13's default VERIFY_X509_STRICT asks of a CA.
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash", cwd=cwd)
 
 
 def _make_server_cert(ca: str, name: str, cwd: Path) -> None:
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/CN=127.0.0.1", cwd=cwd)
-    (cwd / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n", encoding="ascii")
+    # A leaf that VERIFY_X509_STRICT (Python 3.13's default) accepts: it names its issuer's key.
+    (cwd / f"{name}.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+        "subjectKeyIdentifier=hash\n",
+        encoding="ascii",
+    )
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
              "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
              "-extfile", f"{name}.ext", cwd=cwd)
