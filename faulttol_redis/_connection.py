@@ -21,6 +21,7 @@ redis-py's stock TCP, TLS or Unix socket connection, and leaves any other class 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -29,6 +30,8 @@ from typing import Any
 
 import redis.asyncio.connection as async_connection
 import redis.connection as sync_connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._hang import BLOCKING_NAMES, blocking_wait, in_use_connections
 from .errors import OutcomeUnknownError
@@ -263,11 +266,43 @@ class _AsyncMarking(_HangStamps, async_connection.AbstractConnection):
         if not self._ft_since and not self._ft_unwatched:
             self._ft_since = _monotonic()  # the next reply of a pipeline
         try:
+            writer = self._writer
+            if writer is not None and writer.transport.get_write_buffer_size():
+                await self._ft_finish_write(writer)
             return await super().read_response(*args, **kwargs)
         except BaseException as exc:
             raise self._ft_released(exc)  # noqa: B904 - exc itself, or with exc as cause
         finally:
             self._ft_since = 0.0
+
+    async def _ft_finish_write(self, writer: asyncio.StreamWriter) -> None:
+        """Wait until the command's bytes have all left the transport, and fail the way a
+        failed write fails in redis-py ("... while writing to socket") when they cannot.
+
+        redis.asyncio sends with ``writelines`` then ``drain``; on Python 3.12 and 3.13
+        asyncio's ``writelines`` never pauses the protocol, so ``drain`` returns with
+        megabytes still buffered, and a connection cut in the middle of that write surfaced
+        as a read error: a transaction whose EXEC never left the client looked as if it
+        might have run, and was not replayed. (On older Pythons ``drain`` still returns
+        with up to 16 KiB unsent.) A zero high-water mark pauses the protocol until the
+        buffer is empty, so this ``drain`` waits for the whole write, as the sync client's
+        ``sendall`` does; the transport keeps that mark (later drains wait the same way).
+        """
+        try:
+            writer.transport.set_write_buffer_limits(high=0)
+            if self.socket_timeout:
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
+            else:
+                await writer.drain()
+        except asyncio.TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            errno, text = ("UNKNOWN", exc.args[0]) if len(exc.args) == 1 else exc.args[:2]
+            raise RedisConnectionError(
+                f"Error {errno} while writing to socket. {text}."
+            ) from exc
 
     async def connect(self) -> None:
         if self._reader is not None and self._writer is not None:

@@ -2,20 +2,29 @@
 
 A failed command runs again (on the same or the next database) only when that cannot apply it
 twice: it surely never reached a server, or running it twice has the effect of running it
-once. These tests cut pipelines in the middle of their write (a server started with a small
-``--proto-max-bulk-len`` drops the connection when it meets the oversized value, after it has
-run the commands before it) and hang connection handshakes (a SIGSTOPped server accepts TCP
-connections in the kernel backlog but never answers), then count what each server applied.
+once. These tests cut pipelines in the middle of their write (a proxy in front of database 1
+forwards the first megabyte a connection sends, so the server runs the commands before the
+oversized value, then resets both sides) and hang connection handshakes (a SIGSTOPped server
+accepts TCP connections in the kernel backlog but never answers), then count what each server
+applied.
+
+The cut is made by a proxy, not by the server itself: a server started with a small
+``--proto-max-bulk-len`` answers the oversized value with a protocol error before it closes,
+and whether the client sees that error or the reset is a race that Python 3.12+'s asyncio
+streams win on the error side (redis-py alone then raises ResponseError, no connection error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import struct
 import subprocess
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import redis
@@ -49,7 +58,16 @@ the client is still writing when the server drops the connection."""
 INCRS = 50
 
 
-def _config(servers: list[RedisServer], **client_kwargs: Any) -> MultiDbConfig:
+class _Server(Protocol):
+    """What these tests need of a database: its port and a direct client."""
+
+    @property
+    def port(self) -> int: ...
+
+    def client(self) -> redis.Redis: ...
+
+
+def _config(servers: Sequence[_Server], **client_kwargs: Any) -> MultiDbConfig:
     kwargs: dict[str, Any] = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     kwargs.update(client_kwargs)
     return MultiDbConfig(
@@ -62,10 +80,70 @@ def _config(servers: list[RedisServer], **client_kwargs: Any) -> MultiDbConfig:
     )
 
 
+CUT_AFTER = 1 << 20
+"""Bytes a connection to database 1 may send before the cutting proxy resets it."""
+
+
+class _CuttingServer:
+    """A server behind a loopback proxy that forwards the first :data:`CUT_AFTER` bytes each
+    client connection sends, then resets the connection on both sides (a cut mid-write: the
+    server has run the complete commands before the cut and discards the partial one)."""
+
+    def __init__(self) -> None:
+        self.server = RedisServer()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def client(self) -> redis.Redis:
+        return self.server.client()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.server.port))
+            with self._lock:
+                self._sockets += [downstream, upstream]
+            threading.Thread(target=self._forward, args=(downstream, upstream, CUT_AFTER),
+                             daemon=True).start()
+            threading.Thread(target=self._forward, args=(upstream, downstream, None),
+                             daemon=True).start()
+
+    @staticmethod
+    def _forward(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    sink.sendall(data[: limit - sent])
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # a reset both ways, not an orderly close
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+
+    def stop(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self.server.stop()
+
+
 @pytest.fixture
-def cutting_pair() -> Iterator[list[RedisServer]]:
-    """Database 1 drops any connection that sends a value over 1 MB; database 2 is normal."""
-    cutting = RedisServer(extra_args=("--proto-max-bulk-len", "1mb"))
+def cutting_pair() -> Iterator[list[_Server]]:
+    """Database 1's connections are cut once they send over 1 MB; database 2 is normal."""
+    cutting = _CuttingServer()
     try:
         normal = RedisServer()
         try:
@@ -76,20 +154,20 @@ def cutting_pair() -> Iterator[list[RedisServer]]:
         cutting.stop()
 
 
-def _sync_client(servers: list[RedisServer], **client_kwargs: Any) -> FailoverRedis:
+def _sync_client(servers: Sequence[_Server], **client_kwargs: Any) -> FailoverRedis:
     # A fake clock: the retry backoff between attempts does not sleep.
     provider = FailoverProvider(_config(servers, **client_kwargs), clock=FakeClock(),
                                 start_health_checks=False)
     return FailoverRedis(provider)
 
 
-def _async_client(servers: list[RedisServer], **client_kwargs: Any) -> ft_asyncio.FailoverRedis:
+def _async_client(servers: Sequence[_Server], **client_kwargs: Any) -> ft_asyncio.FailoverRedis:
     provider = ft_asyncio.FailoverProvider(_config(servers, **client_kwargs), clock=FakeClock(),
                                            start_health_checks=False)
     return ft_asyncio.FailoverRedis(provider)
 
 
-def _counter(server: RedisServer, key: str = "k") -> int | None:
+def _counter(server: _Server, key: str = "k") -> int | None:
     value = server.client().get(key)
     return None if value is None else int(value)
 
@@ -110,7 +188,7 @@ def _queue_sets_then_big_set(pipe: Any) -> None:
 
 
 def test_non_transactional_pipeline_cut_mid_write_is_not_replayed(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _sync_client(servers)
@@ -128,7 +206,7 @@ def test_non_transactional_pipeline_cut_mid_write_is_not_replayed(
 
 
 def test_transaction_cut_mid_write_is_replayed_on_the_next_database_once(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _sync_client(servers)
@@ -146,7 +224,7 @@ def test_transaction_cut_mid_write_is_replayed_on_the_next_database_once(
 
 
 def test_replay_safe_pipeline_cut_mid_write_is_replayed(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _sync_client(servers)
@@ -162,7 +240,7 @@ def test_replay_safe_pipeline_cut_mid_write_is_replayed(
 
 
 async def test_async_non_transactional_pipeline_cut_mid_write_is_not_replayed(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _async_client(servers)
@@ -179,7 +257,7 @@ async def test_async_non_transactional_pipeline_cut_mid_write_is_not_replayed(
 
 
 async def test_async_transaction_cut_mid_write_is_replayed_on_the_next_database_once(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _async_client(servers)
@@ -196,7 +274,7 @@ async def test_async_transaction_cut_mid_write_is_replayed_on_the_next_database_
 
 
 async def test_async_replay_safe_pipeline_cut_mid_write_is_replayed(
-    cutting_pair: list[RedisServer],
+    cutting_pair: list[_Server],
 ) -> None:
     servers = cutting_pair
     client = _async_client(servers)
