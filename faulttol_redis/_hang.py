@@ -161,6 +161,14 @@ def _second(args: tuple[Any, ...]) -> float:
     return _seconds(_number(args[1]) if len(args) > 1 else None)
 
 
+def _fourth(args: tuple[Any, ...]) -> float:  # BZMOVE source destination MIN|MAX timeout ...
+    return _seconds(_number(args[4]) if len(args) > 4 else None)
+
+
+def _fifth(args: tuple[Any, ...]) -> float:  # BLMOVEM list list LEFT|RIGHT LEFT|RIGHT timeout
+    return _seconds(_number(args[5]) if len(args) > 5 else None)
+
+
 def _wait(args: tuple[Any, ...]) -> float:  # WAIT numreplicas timeout-ms
     return _seconds(_number(args[2]) if len(args) > 2 else None, 0.001)
 
@@ -181,6 +189,7 @@ def _xread(args: tuple[Any, ...]) -> float | None:  # ... BLOCK ms ...
 _BLOCKING: dict[str, Any] = {
     "BLPOP": _last, "BRPOP": _last, "BRPOPLPUSH": _last, "BLMOVE": _last,
     "BZPOPMIN": _last, "BZPOPMAX": _last, "BLMPOP": _second, "BZMPOP": _second,
+    "BZMOVE": _fourth, "BLMOVEM": _fifth,
     "WAIT": _wait, "WAITAOF": _waitaof, "XREAD": _xread, "XREADGROUP": _xread,
 }
 BLOCKING_NAMES = frozenset(

@@ -116,7 +116,8 @@ class FailoverPubSub(PubSubMixin, PubSub):
         if not self._closed:
             self._closed = True
             self._stop_following()
-        await super().aclose()  # type: ignore[no-untyped-call]
+        parent: Any = super()  # typed in some redis-py versions, not in others
+        await parent.aclose()
 
     async def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
         """redis-py reconnects a pubsub connection after a read error; a closed one stays

@@ -196,6 +196,8 @@ MANUAL_CALLS: dict[str, Callable[[Any], Any]] = {
     "xnack": lambda r: r.xnack("s", "g", "SILENT", "1-0"),
     "xtrim": lambda r: r.xtrim("s", maxlen=1),
     "zmpop": lambda r: r.zmpop(1, ["z"], min=True),
+    "zmove": lambda r: r.zmove("z", "y", min=True),
+    "bzmove": lambda r: r.bzmove("z", "y", 1, min=True),
     "ardelrange": lambda r: r.ardelrange("a", (0, 1)),
     "object": lambda r: r.object("encoding", "k"),
 }
