@@ -70,6 +70,8 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
             )
         self._setup(provider, started=provider.initialized)
         self._usage = 0
+        self._hedge_losers: set[asyncio.Future[Any]] = set()
+        """Reads that lost to their hedge, left waiting (see :meth:`_hedged`)."""
 
     @classmethod
     def from_config(cls, config: MultiDbConfig) -> FailoverRedis:
@@ -130,11 +132,18 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
                                                     self._may_replay)
 
     async def _hedged(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        """A read-only command, hedged (see the sync client's ``_hedged``); the losing
-        request is cancelled (redis-py then closes its connection)."""
+        """A read-only command, hedged (see the sync client's ``_hedged``).
+
+        A hedge that lost is cancelled. A read that lost to its hedge keeps waiting in the
+        background, as the sync client's thread does, until its database answers or hang
+        detection releases it: cancelling it would leave no command on a frozen database
+        for the watchdog to see, and a database serving only reads would never be found
+        hung. Those reads are cancelled when the caller is, or when the client closes.
+        """
         sent_to = self._ordered.active_index
         main = asyncio.ensure_future(self._unhedged(args, options))
         tasks = {main}
+        hedge_won = False
         try:
             done, _ = await asyncio.wait(tasks, timeout=self._hedge_after)
             if done:
@@ -156,6 +165,7 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
                     if exc is None:
                         if task is hedge:
                             db.count_hedge_win()
+                            hedge_won = True
                         return task.result()
                     if task is main or error is None:
                         error = exc
@@ -163,11 +173,19 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
             raise error
         finally:
             for task in tasks:
-                if not task.done():
+                if task.done():
+                    if not task.cancelled():
+                        task.exception()  # retrieved: no "never retrieved" warning
+                elif task is main and hedge_won and not self._closed:
+                    self._hedge_losers.add(task)
+                    task.add_done_callback(self._hedge_loser_done)
+                else:
                     task.cancel()
-            for task in tasks:
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: no "never retrieved" warning
+
+    def _hedge_loser_done(self, task: asyncio.Future[Any]) -> None:
+        self._hedge_losers.discard(task)
+        if not task.cancelled():
+            task.exception()  # its outcome is nobody's: retrieved, never logged
 
     async def _failed(self, slot: Any, breaker: Any, duration: float, exc: BaseException,
                       args: tuple[Any, ...], options: dict[str, Any]) -> Any:
@@ -263,6 +281,8 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
             return
         self._closed = True
         self._gate = CLOSED_GATE
+        for task in list(self._hedge_losers):
+            task.cancel()
         for pipe in list(self._watching):
             await pipe._abandon()  # a WATCHing pipeline holds a connection
         for pubsub in list(self._pubsubs):
