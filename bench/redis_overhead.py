@@ -398,6 +398,9 @@ class _MemoryWriter:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything "sent" at once (faulttol_redis reads it before each reply)
+
 
 class _MemoryConnection:
     """Mixed into a sync connection class: its socket is a :class:`_MemorySocket`."""
