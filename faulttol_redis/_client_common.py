@@ -420,6 +420,9 @@ class PubSubMixin:
         self._state = provider.ordered_provider.active_state
         self._db: Any = self._state.slot.target
         self._closed = False
+        self._switches = 0
+        """How many times a switch listener closed the connection: a read or a move that
+        fails after the count changed failed because of that close."""
 
     def _start_following(self, on_switch: Callable[[Any], Any]) -> None:
         """Register ``on_switch`` (held weakly) as a switch listener."""
@@ -470,6 +473,16 @@ class PubSubMixin:
         if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             return ReadError.RAISE
         return ReadError.PROBE
+
+    def _after_failed_move(self, exc: Exception, switches: int) -> None:
+        """Moving to the active database (or reconnecting to it) failed with ``exc``. If
+        another switch closed the connection meanwhile, that is the cause: the next read
+        moves again (the caller gets no message). ``switches``: the count before the move."""
+        if self._is_closed():
+            raise self._closed_error_after(exc)
+        if self._must_follow() or self._switches != switches:
+            return None
+        raise exc
 
     @staticmethod
     def _reconnects_after(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import weakref
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 from redis.client import PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from faulttol import SwitchEvent
 
@@ -59,6 +61,7 @@ class FailoverPubSub(PubSubMixin, PubSub):
     def __init__(self, provider: FailoverProvider, **kwargs: Any) -> None:
         self._setup_following(provider)
         self._moving = threading.Event()
+        self._resubscriber: int | None = None  # the thread in the connect callback
         self._workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         super().__init__(_pubsub_pool(self._db), **kwargs)
         self._start_following(self._on_switch)
@@ -69,11 +72,16 @@ class FailoverPubSub(PubSubMixin, PubSub):
     def _on_switch(self, event: SwitchEvent) -> None:
         self._moving.set()
         conn: Any = self.connection
-        if conn is not None and self._active_db() is not self._db:
-            try:
-                conn.disconnect()  # wakes a reader blocked on the old database
-            except Exception:
-                _log.debug("closing the old pubsub connection failed", exc_info=True)
+        sock: Any = getattr(conn, "_sock", None)
+        if sock is None or self._active_db() is self._db or self.connection is not conn:
+            return
+        # Wake a reader blocked on the old database by shutting the socket down rather than
+        # disconnecting: the reader's thread still uses the connection object (disconnecting
+        # under it makes redis-py fail on a missing socket or buffer), and is the one that
+        # moves (``_follow`` disconnects and releases the connection).
+        self._switches += 1
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def _follow(self) -> None:
         """Move to the active database if it changed."""
@@ -86,16 +94,19 @@ class FailoverPubSub(PubSubMixin, PubSub):
             if target is self._db:
                 return
             old: Any = self.connection
+            old_pool = self.connection_pool
+            # The new database before any I/O: a switch listener leaves alone what is let
+            # go, and a switch during the I/O below is seen (the caller moves again).
+            self.connection = None
+            self._db = target
+            self.connection_pool = _pubsub_pool(target)
+            self._moving.clear()
             if old is not None:
                 old.deregister_connect_callback(self.on_connect)
                 try:
                     old.disconnect()
                 finally:
-                    self.connection_pool.release(old)
-            self.connection = None
-            self._db = target
-            self.connection_pool = _pubsub_pool(target)
-            self._moving.clear()
+                    old_pool.release(old)
             if self._has_subscriptions():
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
                 self.on_connect(None)
@@ -141,32 +152,53 @@ class FailoverPubSub(PubSubMixin, PubSub):
 
     def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
         """redis-py reconnects a pubsub connection after a read error; a closed one stays
-        closed."""
+        closed, and one whose database is no longer active is left to the move."""
         if self._is_closed():
             conn.disconnect()
             return
+        if self._must_follow() or conn is not self.connection:
+            conn.disconnect()
+            raise RedisConnectionError("pubsub connection left for the active database")
         super()._reconnect(conn, *args, **kwargs)
+
+    def on_connect(self, connection: Any) -> None:
+        """Re-subscribe, as redis-py does: on ``connection`` just connected (the connect
+        callback), or on a new connection (``None``). A connection to a database that is no
+        longer active is not re-subscribed: the failure sends the reader to ``_follow``."""
+        if connection is not None and self._must_follow():
+            raise RedisConnectionError("pubsub connection left for the active database")
+        self._resubscriber = threading.get_ident()
+        try:
+            super().on_connect(connection)
+        finally:
+            self._resubscriber = None
 
     # ----------------------------------------------------------------------------- I/O
 
     def execute_command(self, *args: Any) -> None:
         self._check_open()
-        if self._must_follow():
+        # Not from inside the connect callback: that connection is still in use below us.
+        if self._must_follow() and self._resubscriber != threading.get_ident():
             self._follow()
         with self._pubsub_command():
             super().execute_command(*args)  # type: ignore[no-untyped-call]
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         self._check_open()
-        if self._must_follow():
-            self._follow()
-        elif self.connection is None and self._has_subscriptions():
-            self._subscribe_again()
+        switches = self._switches
+        try:
+            while self._must_follow():  # a switch during a move: move again before reading
+                self._follow()
+            if self.connection is None and self._has_subscriptions():
+                self._subscribe_again()
+        except Exception as exc:
+            return self._after_failed_move(exc, switches)
         conn: Any = self.connection
+        switches = self._switches
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
-            return self._on_read_error(closed_under_us(exc, conn))
+            return self._on_read_error(closed_under_us(exc, conn), switches)
 
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float | None = 0.0) -> Any:
@@ -188,24 +220,33 @@ class FailoverPubSub(PubSubMixin, PubSub):
         self._workers.add(worker)
         return worker
 
-    def _on_read_error(self, exc: Exception) -> Any:
-        """Reading failed: follow a switch, or fail over if the database is down."""
+    def _on_read_error(self, exc: Exception, switches: int) -> Any:
+        """Reading failed: follow a switch, or fail over if the database is down.
+        ``switches``: the count of connections closed by switches when the read began."""
         if self._is_closed():
             raise self._closed_error_after(exc)
-        action = self._read_error(exc)
+        action = self._read_error(exc, moved=self._switches != switches)
+        if action is ReadError.IGNORE:
+            return None  # a switch closed the connection and switched back: reconnect later
         if action is ReadError.RAISE:
             raise exc
-        if action is ReadError.PROBE:
-            ordered = self._provider.ordered_provider
-            slot = self._state.slot
-            if ordered.probe(slot, exc):
-                if self._reconnects_after(exc):
-                    self._reconnect_same()  # a broken connection to a live database
-                return None
-            ordered.mark_unhealthy(slot, exc)
-            if self._stays_after_failed_probe():
-                raise exc  # nowhere to go: the caller sees the failure
-        self._follow()  # a switch closed our connection under the reader, or we failed over
+        switches = self._switches
+        try:
+            if action is ReadError.PROBE:
+                ordered = self._provider.ordered_provider
+                slot = self._state.slot
+                if ordered.probe(slot, exc):
+                    if self._reconnects_after(exc):
+                        self._reconnect_same()  # a broken connection to a live database
+                    return None
+                ordered.mark_unhealthy(slot, exc)
+                if self._stays_after_failed_probe():
+                    raise exc  # nowhere to go: the caller sees the failure
+            self._follow()  # a switch closed our connection under the reader, or we failed over
+        except Exception as again:
+            if again is exc:
+                raise
+            return self._after_failed_move(again, switches)
         return None
 
     def _reconnect_same(self) -> None:

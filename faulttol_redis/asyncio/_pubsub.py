@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio.cluster
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from faulttol import SwitchEvent
 
@@ -64,6 +65,7 @@ class FailoverPubSub(PubSubMixin, PubSub):
         self._moving = True
         conn: Any = self.connection
         if conn is not None:
+            self._switches += 1
             conn.deregister_connect_callback(self.on_connect)  # no re-subscribing on the old one
             try:
                 await conn.disconnect(nowait=True)  # wakes a reader blocked on the old database
@@ -81,16 +83,19 @@ class FailoverPubSub(PubSubMixin, PubSub):
                     conn.register_connect_callback(self.on_connect)
                 self._moving = False
                 return
+            pool = self.connection_pool
+            # The new database before any await: a switch meanwhile is seen (the caller
+            # moves again) and closes the new connection, never the one let go.
             self.connection = None
+            self._db = target
+            self.connection_pool = _pubsub_pool(target)
+            self._moving = False
             if conn is not None:
                 conn.deregister_connect_callback(self.on_connect)
                 try:
                     await conn.disconnect(nowait=True)
                 finally:
-                    await self.connection_pool.release(conn)
-            self._db = target
-            self.connection_pool = _pubsub_pool(target)
-            self._moving = False
+                    await pool.release(conn)
             if self.subscribed:
                 _log.info("pubsub: re-subscribing on %s", target.config.display_name)
                 await self.on_connect(None)  # type: ignore[arg-type]
@@ -121,10 +126,13 @@ class FailoverPubSub(PubSubMixin, PubSub):
 
     async def _reconnect(self, conn: Any, *args: Any, **kwargs: Any) -> None:
         """redis-py reconnects a pubsub connection after a read error; a closed one stays
-        closed."""
+        closed, and one whose database is no longer active is left to the move."""
         if self._is_closed():
             await conn.disconnect(nowait=True)
             return
+        if self._must_follow() or conn is not self.connection:
+            await conn.disconnect(nowait=True)
+            raise RedisConnectionError("pubsub connection left for the active database")
         await super()._reconnect(conn, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- I/O
@@ -141,15 +149,20 @@ class FailoverPubSub(PubSubMixin, PubSub):
 
     async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         await self._check_open()
-        if self._must_follow():
-            await self._follow()
-        elif self.connection is None and self.subscribed:
-            await self._subscribe_again()
+        switches = self._switches
+        try:
+            while self._must_follow():  # a switch during a move: move again before reading
+                await self._follow()
+            if self.connection is None and self.subscribed:
+                await self._subscribe_again()
+        except Exception as exc:
+            return self._after_failed_move(exc, switches)
         conn: Any = self.connection
+        switches = self._switches
         try:
             return await super().parse_response(block, timeout)
         except Exception as exc:
-            return await self._on_read_error(closed_under_us(exc, conn), conn)
+            return await self._on_read_error(closed_under_us(exc, conn), conn, switches)
 
     async def listen(self) -> AsyncIterator[Any]:
         await self._check_open()
@@ -164,26 +177,35 @@ class FailoverPubSub(PubSubMixin, PubSub):
             if not self._closed:
                 raise
 
-    async def _on_read_error(self, exc: Exception, conn: Any) -> Any:
-        """Reading failed: follow a switch, or fail over if the database is down."""
+    async def _on_read_error(self, exc: Exception, conn: Any, switches: int) -> Any:
+        """Reading failed: follow a switch, or fail over if the database is down.
+        ``switches``: the count of connections closed by switches when the read began."""
         if self._is_closed():
             raise self._closed_error_after(exc)
-        action = self._read_error(exc, moved=self.connection is not conn)
+        action = self._read_error(
+            exc, moved=self.connection is not conn or self._switches != switches)
         if action is ReadError.IGNORE:
             return None  # moved meanwhile
         if action is ReadError.RAISE:
             raise exc
-        if action is ReadError.PROBE:
-            ordered = self._provider.ordered_provider
-            slot = self._state.slot
-            if await ordered.probe(slot, exc):
-                if self._reconnects_after(exc) and conn is not None and not conn.is_connected:
-                    await self._reconnect_same(conn)  # a broken connection to a live database
-                return None
-            await ordered.mark_unhealthy(slot, exc)
-            if self._stays_after_failed_probe():
-                raise exc  # nowhere to go: the caller sees the failure
-        await self._follow()  # a switch closed our connection under the reader, or we failed over
+        switches = self._switches
+        try:
+            if action is ReadError.PROBE:
+                ordered = self._provider.ordered_provider
+                slot = self._state.slot
+                if await ordered.probe(slot, exc):
+                    if (self._reconnects_after(exc) and conn is not None
+                            and not conn.is_connected):
+                        await self._reconnect_same(conn)  # a broken connection, a live database
+                    return None
+                await ordered.mark_unhealthy(slot, exc)
+                if self._stays_after_failed_probe():
+                    raise exc  # nowhere to go: the caller sees the failure
+            await self._follow()  # a switch closed our connection, or we failed over
+        except Exception as again:
+            if again is exc:
+                raise
+            return self._after_failed_move(again, switches)
         return None
 
     async def _reconnect_same(self, conn: Any) -> None:

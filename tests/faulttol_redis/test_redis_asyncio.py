@@ -594,6 +594,57 @@ async def test_independent_pubsubs(pair: Pair) -> None:
     await two.aclose()
 
 
+@pytest.mark.parametrize("timeout", [0.01, None], ids=["polling", "blocking"])
+async def test_pubsub_reader_survives_rapid_switches(pair: Pair, timeout: float | None) -> None:
+    """Switches while the reader reads, moves or re-subscribes: with both databases up the
+    reader sees no error (a switch cutting a re-subscription short used to surface as a
+    ConnectionError) and keeps receiving."""
+    client, servers, events = pair
+    ps = client.pubsub(ignore_subscribe_messages=True)
+    await ps.subscribe("ch")
+    errors: list[BaseException] = []
+    received: list[Any] = []
+    done = asyncio.Event()
+
+    async def read() -> None:
+        while not done.is_set():
+            try:
+                message = await ps.get_message(timeout=timeout)
+            except Exception as exc:  # every error is the finding
+                errors.append(exc)
+            else:
+                if message is not None:
+                    received.append(message["data"])
+
+    async def publish() -> None:
+        while not done.is_set():
+            await client.publish("ch", "m")
+            await asyncio.sleep(0.002)
+
+    tasks = [asyncio.ensure_future(read()), asyncio.ensure_future(publish())]
+    try:
+        deadline = time.monotonic() + 3.0
+        switches = 0
+        while time.monotonic() < deadline:
+            await client.provider.set_active_index(2 if client.provider.active_index == 1 else 1)
+            switches += 1
+            await asyncio.sleep(0.001 * (switches % 4))
+        before = len(received)
+
+        async def delivered() -> bool:
+            return await client.publish("ch", "end") == 1 and len(received) > before
+
+        assert await wait_for(delivered)
+    finally:
+        done.set()
+        await client.publish("ch", "wake")  # a blocking reader returns
+        await asyncio.wait(tasks, timeout=5)
+        await ps.aclose()
+    assert errors == []
+    assert switches > 100
+    assert len(received) > 100
+
+
 # --- closing ----------------------------------------------------------------------------------
 
 

@@ -283,6 +283,59 @@ def test_pubsub_run_in_thread_follows_a_switch(pair: Any) -> None:
         ps.close()
 
 
+@pytest.mark.parametrize("timeout", [0.01, None], ids=["polling", "blocking"])
+def test_pubsub_reader_survives_switches_from_another_thread(
+    pair: Any, timeout: float | None
+) -> None:
+    """Switches made by another thread while a reader reads, reconnects or re-subscribes:
+    the reader sees no error (both databases are up) and keeps receiving. The soak found
+    redis-py failing on a socket or buffer a switch listener had removed under the reader
+    (AttributeError), and a reply read from a connection already given back to the pool."""
+    client, servers, events = pair
+    ps = client.pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("ch")
+    errors: list[BaseException] = []
+    received: list[Any] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                message = ps.get_message(timeout=timeout)
+            except BaseException as exc:  # every error is the finding
+                errors.append(exc)
+            else:
+                if message is not None:
+                    received.append(message["data"])
+
+    def publish() -> None:
+        while not done.is_set():
+            client.publish("ch", "m")
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=read), threading.Thread(target=publish)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 3.0
+        switches = 0
+        while time.monotonic() < deadline:
+            client.provider.set_active_index(2 if client.provider.active_index == 1 else 1)
+            switches += 1
+            time.sleep(0.001 * (switches % 4))
+        before = len(received)
+        assert wait_for(lambda: client.publish("ch", "end") == 1 and len(received) > before)
+    finally:
+        done.set()
+        client.publish("ch", "wake")  # a blocking reader returns
+        for thread in threads:
+            thread.join(5)
+        ps.close()
+    assert errors == []
+    assert switches > 100
+    assert len(received) > 100
+
+
 def test_all_down_temporary_then_permanent_exactly_at_the_window_then_recovery(
     redis_servers: Servers,
 ) -> None:
