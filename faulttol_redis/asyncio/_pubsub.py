@@ -130,7 +130,10 @@ class FailoverPubSub(PubSubMixin, PubSub):
         if self._is_closed():
             await conn.disconnect(nowait=True)
             return
-        if self._must_follow() or conn is not self.connection:
+        current: Any = self.connection
+        if conn is not current:  # let go by a move (maybe in use elsewhere now)
+            raise RedisConnectionError("pubsub connection left for the active database")
+        if self._must_follow():
             await conn.disconnect(nowait=True)
             raise RedisConnectionError("pubsub connection left for the active database")
         await super()._reconnect(conn, *args, **kwargs)
