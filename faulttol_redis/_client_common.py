@@ -389,8 +389,6 @@ class ReadError(enum.Enum):
     """A switch closed the connection under the reader: move to the active database."""
     IGNORE = "ignore"
     """The pubsub moved (or reconnected) meanwhile: nothing to do."""
-    RAISE = "raise"
-    """Not a connection failure: the caller sees it."""
     PROBE = "probe"
     """A connection failure: probe the active database, then :meth:`_after_probe`."""
 
@@ -463,15 +461,18 @@ class PubSubMixin:
     def _stop_following(self) -> None:
         self._provider.remove_switch_listener(self._listener)
 
-    def _read_error(self, exc: BaseException, *, moved: bool = False) -> ReadError:
-        """What a failed read means, the closed case aside (checked first by the caller);
-        ``moved``: the pubsub's connection changed since the read began."""
+    def _read_error(self, exc: Exception, *, moved: bool) -> ReadError:
+        """What a failed read means: raises ``exc`` (or, when closed, ``ClientClosedError``)
+        if the reader must see it, else says what to do; ``moved``: the pubsub's connection
+        was closed by a switch or changed since the read began."""
+        if self._is_closed():
+            raise self._closed_error_after(exc)
         if self._must_follow():
             return ReadError.FOLLOW
         if moved:
             return ReadError.IGNORE
         if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            return ReadError.RAISE
+            raise exc
         return ReadError.PROBE
 
     def _after_failed_move(self, exc: Exception, switches: int) -> None:

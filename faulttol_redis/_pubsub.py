@@ -226,13 +226,9 @@ class FailoverPubSub(PubSubMixin, PubSub):
     def _on_read_error(self, exc: Exception, switches: int) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down.
         ``switches``: the count of connections closed by switches when the read began."""
-        if self._is_closed():
-            raise self._closed_error_after(exc)
         action = self._read_error(exc, moved=self._switches != switches)
         if action is ReadError.IGNORE:
             return None  # a switch closed the connection and switched back: reconnect later
-        if action is ReadError.RAISE:
-            raise exc
         switches = self._switches
         try:
             if action is ReadError.PROBE:

@@ -183,14 +183,10 @@ class FailoverPubSub(PubSubMixin, PubSub):
     async def _on_read_error(self, exc: Exception, conn: Any, switches: int) -> Any:
         """Reading failed: follow a switch, or fail over if the database is down.
         ``switches``: the count of connections closed by switches when the read began."""
-        if self._is_closed():
-            raise self._closed_error_after(exc)
         action = self._read_error(
             exc, moved=self.connection is not conn or self._switches != switches)
         if action is ReadError.IGNORE:
             return None  # moved meanwhile
-        if action is ReadError.RAISE:
-            raise exc
         switches = self._switches
         try:
             if action is ReadError.PROBE:

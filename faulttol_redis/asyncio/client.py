@@ -56,11 +56,8 @@ class FailoverRedis(ClientMixin, redis.asyncio.Redis):  # type: ignore[misc, ove
     (``FailoverRedis.from_config(config)``); no I/O happens until first use (see
     :mod:`faulttol_redis.asyncio.provider` for startup). ``async with`` initializes it and
     closes it on exit; ``aclose()`` closes the client, its pubsubs and its provider (see the
-    module docstring for what a closed client does).
-
-    The redis-py members that assume one connection pool answer for the active database
-    (``connection_pool``, ``get_encoder()``...), apply to every database (callbacks, HIMPORT
-    fieldsets) or say why they cannot work (``set_retry``, ``from_url``, ``from_pool``).
+    module docstring for what a closed client does). The redis-py members that assume one
+    connection pool behave as on the sync :class:`faulttol_redis.FailoverRedis`.
     """
 
     def __init__(self, provider: FailoverProvider) -> None:  # no super(): no own pool
