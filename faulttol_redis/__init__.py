@@ -5,7 +5,8 @@ a circuit breaker per database and failover to the next eligible database. Manua
 ``client.provider.set_active_index(1)``; automatic failback only when configured.
 """
 
-from faulttol import __version__ as __version__  # one distribution, one version
+from importlib.metadata import version as _distribution_version
+
 from faulttol.health import HealthCheckPolicy
 from faulttol.provider import SwitchEvent, SwitchReason
 
@@ -22,6 +23,10 @@ from .errors import (
 )
 from .healthcheck import HealthCheck, LagAwareHealthCheck, PingHealthCheck
 from .provider import FailoverProvider
+
+__version__ = _distribution_version("faulttol")
+"""The installed distribution's version: faulttol_redis ships in the faulttol distribution,
+whose one version lives in ``faulttol/__init__.py``."""
 
 __all__ = [
     "ClientClosedError",
