@@ -486,6 +486,12 @@ class PubSubMixin:
         raise exc
 
     @staticmethod
+    def _left_behind() -> RedisConnectionError:
+        """The error that stops redis-py using a connection the pubsub has left (or is
+        leaving) for the active database: the reader's error handling then moves."""
+        return RedisConnectionError("pubsub connection left for the active database")
+
+    @staticmethod
     def _reconnects_after(exc: BaseException) -> bool:
         """After a passing probe: a broken connection to a live database is reconnected (a
         timeout leaves the connection as it is)."""

@@ -10,12 +10,11 @@ import logging
 import socket
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.client import PubSub, PubSubWorkerThread
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from faulttol import SwitchEvent
 
@@ -158,10 +157,10 @@ class FailoverPubSub(PubSubMixin, PubSub):
             return
         current: Any = self.connection
         if conn is not current:  # let go by a move (maybe in use elsewhere now)
-            raise RedisConnectionError("pubsub connection left for the active database")
+            raise self._left_behind()
         if self._must_follow():
             conn.disconnect()
-            raise RedisConnectionError("pubsub connection left for the active database")
+            raise self._left_behind()
         super()._reconnect(conn, *args, **kwargs)
 
     def on_connect(self, connection: Any) -> None:
@@ -169,7 +168,7 @@ class FailoverPubSub(PubSubMixin, PubSub):
         callback), or on a new connection (``None``). A connection to a database that is no
         longer active is not re-subscribed: the failure sends the reader to ``_follow``."""
         if connection is not None and self._must_follow():
-            raise RedisConnectionError("pubsub connection left for the active database")
+            raise self._left_behind()
         self._resubscriber = threading.get_ident()
         try:
             super().on_connect(connection)
@@ -188,20 +187,31 @@ class FailoverPubSub(PubSubMixin, PubSub):
 
     def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         self._check_open()
-        switches = self._switches
-        try:
-            while self._must_follow():  # a switch during a move: move again before reading
-                self._follow()
-            if self.connection is None and self._has_subscriptions():
-                self._subscribe_again()
-        except Exception as exc:
-            return self._after_failed_move(exc, switches)
+        if not self._recover(self._move_before_reading):
+            return None  # another switch cut the move short: the next read moves again
         conn: Any = self.connection
         switches = self._switches
         try:
             return super().parse_response(block, timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
             return self._on_read_error(closed_under_us(exc, conn), switches)
+
+    def _move_before_reading(self) -> None:
+        while self._must_follow():  # a switch during a move: move again before reading
+            self._follow()
+        if self.connection is None and self._has_subscriptions():
+            self._subscribe_again()
+
+    def _recover(self, step: Callable[[], None]) -> bool:
+        """Run a move or reconnect: whether it went through (its failure is handled by
+        ``_after_failed_move``, which raises unless another switch caused it)."""
+        switches = self._switches
+        try:
+            step()
+        except Exception as exc:
+            self._after_failed_move(exc, switches)
+            return False
+        return True
 
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float | None = 0.0) -> Any:
@@ -223,30 +233,23 @@ class FailoverPubSub(PubSubMixin, PubSub):
         self._workers.add(worker)
         return worker
 
-    def _on_read_error(self, exc: Exception, switches: int) -> Any:
+    def _on_read_error(self, exc: Exception, switches: int) -> None:
         """Reading failed: follow a switch, or fail over if the database is down.
         ``switches``: the count of connections closed by switches when the read began."""
         action = self._read_error(exc, moved=self._switches != switches)
         if action is ReadError.IGNORE:
-            return None  # a switch closed the connection and switched back: reconnect later
-        switches = self._switches
-        try:
-            if action is ReadError.PROBE:
-                ordered = self._provider.ordered_provider
-                slot = self._state.slot
-                if ordered.probe(slot, exc):
-                    if self._reconnects_after(exc):
-                        self._reconnect_same()  # a broken connection to a live database
-                    return None
-                ordered.mark_unhealthy(slot, exc)
-                if self._stays_after_failed_probe():
-                    raise exc  # nowhere to go: the caller sees the failure
-            self._follow()  # a switch closed our connection under the reader, or we failed over
-        except Exception as again:
-            if again is exc:
-                raise
-            return self._after_failed_move(again, switches)
-        return None
+            return  # a switch closed the connection and switched back: reconnect later
+        if action is ReadError.PROBE:
+            ordered = self._provider.ordered_provider
+            slot = self._state.slot
+            if ordered.probe(slot, exc):
+                if self._reconnects_after(exc):
+                    self._recover(self._reconnect_same)  # a broken connection, a live database
+                return
+            ordered.mark_unhealthy(slot, exc)
+            if self._stays_after_failed_probe():
+                raise exc  # nowhere to go: the caller sees the failure
+        self._recover(self._follow)  # a switch closed our connection, or we failed over
 
     def _reconnect_same(self) -> None:
         with self._lock:

@@ -5,12 +5,11 @@ share are in :class:`faulttol_redis._client_common.PubSubMixin`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio.cluster
 from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from faulttol import SwitchEvent
 
@@ -132,10 +131,10 @@ class FailoverPubSub(PubSubMixin, PubSub):
             return
         current: Any = self.connection
         if conn is not current:  # let go by a move (maybe in use elsewhere now)
-            raise RedisConnectionError("pubsub connection left for the active database")
+            raise self._left_behind()
         if self._must_follow():
             await conn.disconnect(nowait=True)
-            raise RedisConnectionError("pubsub connection left for the active database")
+            raise self._left_behind()
         await super()._reconnect(conn, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- I/O
@@ -152,20 +151,31 @@ class FailoverPubSub(PubSubMixin, PubSub):
 
     async def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
         await self._check_open()
-        switches = self._switches
-        try:
-            while self._must_follow():  # a switch during a move: move again before reading
-                await self._follow()
-            if self.connection is None and self.subscribed:
-                await self._subscribe_again()
-        except Exception as exc:
-            return self._after_failed_move(exc, switches)
+        if not await self._recover(self._move_before_reading):
+            return None  # another switch cut the move short: the next read moves again
         conn: Any = self.connection
         switches = self._switches
         try:
             return await super().parse_response(block, timeout)
         except Exception as exc:
             return await self._on_read_error(closed_under_us(exc, conn), conn, switches)
+
+    async def _move_before_reading(self) -> None:
+        while self._must_follow():  # a switch during a move: move again before reading
+            await self._follow()
+        if self.connection is None and self.subscribed:
+            await self._subscribe_again()
+
+    async def _recover(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run a move or reconnect: whether it went through (its failure is handled by
+        ``_after_failed_move``, which raises unless another switch caused it)."""
+        switches = self._switches
+        try:
+            await step()
+        except Exception as exc:
+            self._after_failed_move(exc, switches)
+            return False
+        return True
 
     async def listen(self) -> AsyncIterator[Any]:
         await self._check_open()
@@ -180,32 +190,25 @@ class FailoverPubSub(PubSubMixin, PubSub):
             if not self._closed:
                 raise
 
-    async def _on_read_error(self, exc: Exception, conn: Any, switches: int) -> Any:
+    async def _on_read_error(self, exc: Exception, conn: Any, switches: int) -> None:
         """Reading failed: follow a switch, or fail over if the database is down.
         ``switches``: the count of connections closed by switches when the read began."""
         action = self._read_error(
             exc, moved=self.connection is not conn or self._switches != switches)
         if action is ReadError.IGNORE:
-            return None  # moved meanwhile
-        switches = self._switches
-        try:
-            if action is ReadError.PROBE:
-                ordered = self._provider.ordered_provider
-                slot = self._state.slot
-                if await ordered.probe(slot, exc):
-                    if (self._reconnects_after(exc) and conn is not None
-                            and not conn.is_connected):
-                        await self._reconnect_same(conn)  # a broken connection, a live database
-                    return None
-                await ordered.mark_unhealthy(slot, exc)
-                if self._stays_after_failed_probe():
-                    raise exc  # nowhere to go: the caller sees the failure
-            await self._follow()  # a switch closed our connection, or we failed over
-        except Exception as again:
-            if again is exc:
-                raise
-            return self._after_failed_move(again, switches)
-        return None
+            return  # moved meanwhile
+        if action is ReadError.PROBE:
+            ordered = self._provider.ordered_provider
+            slot = self._state.slot
+            if await ordered.probe(slot, exc):
+                if self._reconnects_after(exc) and conn is not None and not conn.is_connected:
+                    # a broken connection to a live database
+                    await self._recover(lambda: self._reconnect_same(conn))
+                return
+            await ordered.mark_unhealthy(slot, exc)
+            if self._stays_after_failed_probe():
+                raise exc  # nowhere to go: the caller sees the failure
+        await self._recover(self._follow)  # a switch closed our connection, or we failed over
 
     async def _reconnect_same(self, conn: Any) -> None:
         """Reconnect to the same database, re-subscribing."""
